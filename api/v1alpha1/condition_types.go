@@ -1,0 +1,65 @@
+package v1alpha1
+
+// Condition types. Polarity: "normal-true" conditions are True when all is well;
+// "abnormal-true" conditions are True only when something is wrong, and are removed
+// (not set False) once it is mended.
+const (
+	// ConditionReady (normal-true) summarises the object: True when the ImportJob holds a
+	// valid token for its workers (or, for an issuer, when the issuer is usable).
+	ConditionReady = "Ready"
+	// ConditionReconciling (abnormal-true) is True while the operator works towards the
+	// desired state, for example while minting the first token.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled (abnormal-true) is True when the operator cannot go on without a
+	// change to the spec or to a referenced Secret; it does not retry on its own.
+	ConditionStalled = "Stalled"
+	// ConditionCredentialsReady (normal-true) is True when the worker Secret holds an
+	// access token that is valid now.
+	ConditionCredentialsReady = "CredentialsReady"
+	// ConditionTokenRefreshFailed (abnormal-true) is True while rotations fail and are
+	// being retried; the old token keeps being served while it is valid.
+	ConditionTokenRefreshFailed = "TokenRefreshFailed"
+	// ConditionCredentialsLost (abnormal-true) is True when the job's refresh chain is
+	// dead and its grant cannot mint a new pair: the job will get no further tokens.
+	ConditionCredentialsLost = "CredentialsLost"
+	// ConditionSessionExpiring (abnormal-true) is True when the issuer's session maximum
+	// will end the refresh chain before the job ends and the grant cannot re-mint.
+	ConditionSessionExpiring = "SessionExpiring"
+	// ConditionRevoked (normal-true once the job ended) is True when every token of the
+	// job was revoked at the issuer and the Secrets were deleted.
+	ConditionRevoked = "Revoked"
+	// ConditionRevocationFailed (abnormal-true) is True when revocation did not succeed
+	// within its budget; the tokens expire on their own at their expiry time.
+	ConditionRevocationFailed = "RevocationFailed"
+	// ConditionPropagationBudgetUnmet (abnormal-true) is True when the issuer's token
+	// lifetime is shorter than the propagation budget, so workers may briefly read an
+	// expired token; the operator rotates as early as it can.
+	ConditionPropagationBudgetUnmet = "PropagationBudgetUnmet"
+)
+
+// Condition reasons.
+const (
+	ReasonSucceeded             = "Succeeded"
+	ReasonProgressing           = "Progressing"
+	ReasonMinting               = "Minting"
+	ReasonMinted                = "Minted"
+	ReasonRotated               = "Rotated"
+	ReasonReminted              = "Reminted"
+	ReasonIssuerNotFound        = "IssuerNotFound"
+	ReasonIssuerNotReady        = "IssuerNotReady"
+	ReasonInvalidSpec           = "InvalidSpec"
+	ReasonSecretNotFound        = "SecretNotFound"
+	ReasonSecretKeyMissing      = "SecretKeyMissing"
+	ReasonDiscoveryFailed       = "DiscoveryFailed"
+	ReasonIssuerUnavailable     = "IssuerUnavailable"
+	ReasonIssuerConfiguration   = "IssuerConfiguration"
+	ReasonDeadChain             = "DeadChain"
+	ReasonOutcomeUnknown        = "OutcomeUnknown"
+	ReasonSessionMaximum        = "SessionMaximum"
+	ReasonJobSucceeded          = "JobSucceeded"
+	ReasonJobFailed             = "JobFailed"
+	ReasonMaxLifetimeReached    = "MaxLifetimeReached"
+	ReasonDeleted               = "Deleted"
+	ReasonRevocationBudgetSpent = "RevocationBudgetSpent"
+	ReasonTokenLifetimeTooShort = "TokenLifetimeTooShort"
+)
