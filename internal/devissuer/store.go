@@ -97,6 +97,7 @@ func (f *family) ended(now time.Time) (bool, string) {
 func (f *family) killed() bool { return f.revoked != "" || f.session.ended }
 
 func (s *Server) newSessionLocked(user string, now time.Time) *session {
+	s.pruneLocked(now) // before the new session exists: it has no records yet
 	ss := &session{id: randomID(), user: user, start: now, families: map[string]*family{}}
 	if s.cfg.SessionMax > 0 {
 		ss.end = now.Add(s.cfg.SessionMax)
@@ -143,7 +144,6 @@ type atClaims struct {
 // issueLocked mints an access token and, when withRefresh, a refresh token for f.
 // Caller holds s.mu.
 func (s *Server) issueLocked(f *family, iss string, withRefresh bool, now time.Time) (*issued, error) {
-	s.pruneLocked(now)
 	atExp := now.Add(s.cfg.AccessTokenTTL)
 	if end := f.session.end; !end.IsZero() && end.Before(atExp) {
 		atExp = end
@@ -232,6 +232,7 @@ const (
 // refreshLocked redeems a refresh token for clientID: rotation, reuse detection, session
 // maximum. On success the old token is used and a new pair is returned. Caller holds s.mu.
 func (s *Server) refreshLocked(rt, clientID, iss string, now time.Time) (*issued, *grantError) {
+	s.pruneLocked(now)
 	rec := s.refreshes[hashToken(rt)]
 	if rec == nil {
 		return nil, invalidGrant(descInvalidRT)
