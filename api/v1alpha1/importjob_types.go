@@ -274,6 +274,15 @@ type ImportJobStatus struct {
 	// tokenRevision increases with every token written to the worker Secret.
 	// +optional
 	TokenRevision int64 `json:"tokenRevision,omitempty"`
+	// tokenKeyID is the signing key id ("kid") of the current access token, when it is a
+	// JWT; the token is rotated at once when the issuer stops publishing that key.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	TokenKeyID string `json:"tokenKeyID,omitempty"`
+	// revocationStartTime is when revocation was first attempted; retries stop after the
+	// operator's revocation budget.
+	// +optional
+	RevocationStartTime *metav1.Time `json:"revocationStartTime,omitempty"`
 	// startTime is when the first token was minted; maxLifetime counts from it.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`

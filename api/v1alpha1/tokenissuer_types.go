@@ -168,6 +168,12 @@ type TokenIssuerStatus struct {
 	// endpoints in use.
 	// +optional
 	Endpoints *IssuerEndpoints `json:"endpoints,omitempty"`
+	// keyIDs are the signing key ids the issuer publishes in its JWKS, as last checked.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	KeyIDs []string `json:"keyIDs,omitempty"`
 	// lastCheckTime is when the issuer was last checked.
 	// +optional
 	LastCheckTime *metav1.Time `json:"lastCheckTime,omitempty"`

@@ -241,6 +241,10 @@ func (in *ImportJobStatus) DeepCopyInto(out *ImportJobStatus) {
 		in, out := &in.LastFailureTime, &out.LastFailureTime
 		*out = (*in).DeepCopy()
 	}
+	if in.RevocationStartTime != nil {
+		in, out := &in.RevocationStartTime, &out.RevocationStartTime
+		*out = (*in).DeepCopy()
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()
@@ -543,6 +547,11 @@ func (in *TokenIssuerStatus) DeepCopyInto(out *TokenIssuerStatus) {
 		in, out := &in.Endpoints, &out.Endpoints
 		*out = new(IssuerEndpoints)
 		**out = **in
+	}
+	if in.KeyIDs != nil {
+		in, out := &in.KeyIDs, &out.KeyIDs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 	if in.LastCheckTime != nil {
 		in, out := &in.LastCheckTime, &out.LastCheckTime

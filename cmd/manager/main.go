@@ -14,6 +14,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/manager"
 )
 
@@ -56,6 +57,10 @@ func main() {
 	mgr, err := manager.New(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
 		log.Error(err, "Unable to set up the manager")
+		os.Exit(1)
+	}
+	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: opts.VaultNamespace}); err != nil {
+		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -4,6 +4,8 @@ package manager
 
 import (
 	"errors"
+
+	"github.com/go-logr/logr"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -13,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
@@ -33,6 +36,10 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Metrics                                   metricsserver.Options
 	HealthProbeBindAddress                    string
+	// Logger overrides the global logger (tests capture the manager's logs with it).
+	Logger *logr.Logger
+	// SkipNameValidation lets several managers run in one process (tests, the demo).
+	SkipNameValidation bool
 }
 
 // ManagedSelector selects the objects the operator creates; the cache holds only those
@@ -68,6 +75,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			},
 		},
 		Client: client.Options{Cache: &client.CacheOptions{Unstructured: false}},
+	}
+	if opts.Logger != nil {
+		mopts.Logger = *opts.Logger
+	}
+	if opts.SkipNameValidation {
+		mopts.Controller = config.Controller{SkipNameValidation: &opts.SkipNameValidation}
 	}
 	if opts.LeaseDuration > 0 {
 		mopts.LeaseDuration = &opts.LeaseDuration

@@ -1,0 +1,859 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+)
+
+// Event reasons of an ImportJob.
+const (
+	EventMinted           = "Minted"
+	EventRotated          = "Rotated"
+	EventRotationFailed   = "RotationFailed"
+	EventReminted         = "Reminted"
+	EventSessionExpiring  = "SessionExpiring"
+	EventRevoked          = "Revoked"
+	EventRevocationFailed = "RevocationFailed"
+	EventCredentialsLost  = "CredentialsLost"
+	EventStalled          = "Stalled"
+	EventJobCreated       = "JobCreated"
+)
+
+// Defaults of the reconciler's tunables.
+const (
+	DefaultRevocationBudget   = 3 * time.Minute
+	DefaultMinRotationGap     = time.Second
+	DefaultMaxRetryBackoff    = 5 * time.Minute
+	DefaultClientMaxAge       = 10 * time.Minute
+	defaultPropagationBudget  = 30 * time.Second
+	defaultFraction           = 0.7
+	defaultJitter             = 0.1
+	fieldOwner                = "jobtoken"
+	indexIssuerRef            = "spec.issuerRef"
+	firstRetryBackoff         = time.Second
+	maxRevocationRetryBackoff = 30 * time.Second
+)
+
+// ImportJobReconciler mints, rotates and revokes the tokens of ImportJobs.
+type ImportJobReconciler struct {
+	client.Client
+	// APIReader reads Secrets the cache does not hold (grant input, client secrets).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.Clock
+	// VaultNamespace holds the vault Secrets (refresh tokens) and ClusterTokenIssuer Secrets.
+	VaultNamespace string
+	// IssuerClients builds issuer clients; nil uses NewIssuerClient.
+	IssuerClients IssuerClientFactory
+	// RevocationBudget bounds the retries of revocation at the end of a job.
+	RevocationBudget time.Duration
+	// MinRotationGap is the shortest time between two rotations of one job.
+	MinRotationGap time.Duration
+	// MaxRetryBackoff caps the backoff between failed token requests.
+	MaxRetryBackoff time.Duration
+	// MaxConcurrentReconciles is how many jobs are reconciled at once (default 4).
+	MaxConcurrentReconciles int
+
+	clients *clientCache
+}
+
+// SetupWithManager registers the reconciler, defaulting its clock and tunables.
+func (r *ImportJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("jobtoken-importjob")
+	}
+	if r.IssuerClients == nil {
+		r.IssuerClients = NewIssuerClient
+	}
+	if r.RevocationBudget <= 0 {
+		r.RevocationBudget = DefaultRevocationBudget
+	}
+	if r.MinRotationGap <= 0 {
+		r.MinRotationGap = DefaultMinRotationGap
+	}
+	if r.MaxRetryBackoff <= 0 {
+		r.MaxRetryBackoff = DefaultMaxRetryBackoff
+	}
+	if r.MaxConcurrentReconciles <= 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	if r.VaultNamespace == "" {
+		return errors.New("ImportJobReconciler: VaultNamespace is required")
+	}
+	r.clients = newClientCache(r.IssuerClients, r.APIReader, DefaultClientMaxAge)
+
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &jobtokenv1alpha1.ImportJob{}, indexIssuerRef,
+		func(o client.Object) []string {
+			job := o.(*jobtokenv1alpha1.ImportJob)
+			return []string{issuerIndexKey(job.Spec.IssuerRef.Kind, job.Namespace, job.Spec.IssuerRef.Name)}
+		}); err != nil {
+		return err
+	}
+
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&jobtokenv1alpha1.ImportJob{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
+		Owns(&batchv1.Job{}).
+		Owns(&corev1.Secret{}).
+		Watches(&jobtokenv1alpha1.TokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindTokenIssuer)),
+			builder.WithPredicates(issuerChangedPredicate{})).
+		Watches(&jobtokenv1alpha1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindClusterTokenIssuer)),
+			builder.WithPredicates(issuerChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
+		Named("importjob").
+		Complete(r)
+}
+
+func issuerIndexKey(kind jobtokenv1alpha1.IssuerKind, namespace, name string) string {
+	if kind == jobtokenv1alpha1.IssuerKindClusterTokenIssuer {
+		return string(kind) + "/" + name
+	}
+	return string(jobtokenv1alpha1.IssuerKindTokenIssuer) + "/" + namespace + "/" + name
+}
+
+// jobsOfIssuer maps an issuer change (Ready, new signing keys) to the jobs that use it.
+func (r *ImportJobReconciler) jobsOfIssuer(kind jobtokenv1alpha1.IssuerKind) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &jobtokenv1alpha1.ImportJobList{}
+		if err := r.List(ctx, list, client.MatchingFields{indexIssuerRef: issuerIndexKey(kind, o.GetNamespace(), o.GetName())}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing the ImportJobs of an issuer failed", "issuer", o.GetName())
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, j := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&j)})
+		}
+		return reqs
+	}
+}
+
+// deletionPredicate passes the update that sets the deletion timestamp.
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// scope is the state one reconcile works on.
+type scope struct {
+	job    *jobtokenv1alpha1.ImportJob
+	now    time.Time
+	issuer *issuerRef
+	client issuer.Client
+	vault  *vault
+	// batchJob is the workers' Job, nil before it is created.
+	batchJob *batchv1.Job
+	// rotated is set when this pass wrote a new token.
+	rotated bool
+	// requeueAfter is the earliest wake-up any step asked for.
+	requeueAfter time.Duration
+	// stop ends the step list: a step is waiting or the job has ended.
+	stop bool
+}
+
+func (s *scope) wakeIn(d time.Duration) {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	if s.requeueAfter == 0 || d < s.requeueAfter {
+		s.requeueAfter = d
+	}
+}
+
+type step func(ctx context.Context, s *scope) error
+
+// Reconcile has one shape: get, deferred status patch, delete path or finalizer, then
+// an ordered list of small steps.
+func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
+	job := &jobtokenv1alpha1.ImportJob{}
+	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("importjob", klog.KObj(job))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	base := job.DeepCopy()
+	s := &scope{job: job, now: r.Clock.Now()}
+	defer func() {
+		r.summarize(s, reterr)
+		if apiequalityStatus(base, job) {
+			return
+		}
+		if err := r.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patch status: %w", err)})
+		}
+	}()
+
+	if !job.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, s)
+	}
+	if isTerminal(job) {
+		return ctrl.Result{}, nil
+	}
+	if controllerutil.AddFinalizer(job, jobtokenv1alpha1.Finalizer) {
+		// The finalizer is in place before any token exists, so none can outlive the job.
+		if err := r.Update(ctx, job); err != nil {
+			return ctrl.Result{}, err
+		}
+		base = job.DeepCopy()
+	}
+	return r.reconcileNormal(ctx, s)
+}
+
+func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	steps := []step{
+		r.stepValidate,
+		r.stepObserveJob,
+		r.stepMaxLifetime,
+		r.stepResolveIssuer,
+		r.stepEnsureTokens,
+		r.stepRotate,
+		r.stepRetireOldChain,
+		r.stepWorkerSecret,
+		r.stepBatchJob,
+		r.stepNudgePods,
+		r.stepSchedule,
+	}
+	for _, st := range steps {
+		if err := st(ctx, s); err != nil {
+			return r.handleError(ctx, s, err)
+		}
+		if s.stop {
+			break
+		}
+	}
+	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
+}
+
+// stepValidate refuses what admission could not: templates that mount the token
+// themselves, and grant/issuer combinations that cannot work.
+func (r *ImportJobReconciler) stepValidate(_ context.Context, s *scope) error {
+	if err := validateTemplate(s.job); err != nil {
+		return terminal(jobtokenv1alpha1.ReasonInvalidSpec, err.Error())
+	}
+	return nil
+}
+
+// stepObserveJob reads the workers' Job and ends the ImportJob when the Job finished.
+func (r *ImportJobReconciler) stepObserveJob(ctx context.Context, s *scope) error {
+	j := &batchv1.Job{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: s.job.Name}, j)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(j, s.job) {
+		return terminal(jobtokenv1alpha1.ReasonInvalidSpec, fmt.Sprintf("a Job named %s exists and is not controlled by this ImportJob", j.Name))
+	}
+	s.batchJob = j
+	if finished, ok := jobFinished(j); finished {
+		phase, reason, msg := jobtokenv1alpha1.PhaseFailed, jobtokenv1alpha1.ReasonJobFailed, "the Job failed"
+		if ok {
+			phase, reason, msg = jobtokenv1alpha1.PhaseSucceeded, jobtokenv1alpha1.ReasonJobSucceeded, "the Job completed"
+		}
+		return r.finish(ctx, s, phase, reason, msg)
+	}
+	return nil
+}
+
+// stepMaxLifetime revokes the job's tokens once maxLifetime has passed; the Job is left alone.
+func (r *ImportJobReconciler) stepMaxLifetime(ctx context.Context, s *scope) error {
+	ml := s.job.Spec.Rotation.MaxLifetime
+	if ml == nil || s.job.Status.StartTime == nil {
+		return nil
+	}
+	end := s.job.Status.StartTime.Add(ml.Duration)
+	if s.now.Before(end) {
+		s.wakeIn(end.Sub(s.now))
+		return nil
+	}
+	return r.finish(ctx, s, jobtokenv1alpha1.PhaseExpired, jobtokenv1alpha1.ReasonMaxLifetimeReached,
+		fmt.Sprintf("maxLifetime %s reached; the Job keeps running without credentials", ml.Duration))
+}
+
+// stepResolveIssuer finds the issuer and its client; an issuer that is missing or not
+// Ready is waited for, not failed.
+func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) error {
+	ref, err := getIssuer(ctx, r.Client, s.job, r.VaultNamespace)
+	if apierrors.IsNotFound(err) {
+		return waiting(jobtokenv1alpha1.ReasonIssuerNotFound,
+			fmt.Sprintf("%s %q not found", s.job.Spec.IssuerRef.Kind, s.job.Spec.IssuerRef.Name), 0)
+	}
+	if err != nil {
+		return err
+	}
+	if ok, msg := ref.ready(); !ok {
+		return waiting(jobtokenv1alpha1.ReasonIssuerNotReady, fmt.Sprintf("%s is not ready: %s", ref.Name, msg), 0)
+	}
+	if s.job.Spec.Credentials.Grant != jobtokenv1alpha1.GrantPassword && ref.Spec.FOLIO != nil {
+		return terminal(jobtokenv1alpha1.ReasonInvalidSpec,
+			fmt.Sprintf("spec.credentials.grant: %s issuers support the Password grant only, not %s", ref.Name, s.job.Spec.Credentials.Grant))
+	}
+	cl, err := r.clients.get(ctx, ref, s.now)
+	if err != nil {
+		return err
+	}
+	s.issuer, s.client = ref, cl
+	return nil
+}
+
+// stepEnsureTokens makes sure the vault holds a usable pair: mints the first one, and
+// recovers from a refresh whose outcome was never recorded.
+func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) error {
+	store := r.vault()
+	v, err := store.get(ctx, s.job)
+	if err != nil {
+		return err
+	}
+	oneShot := !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint()
+	if v == nil {
+		initial := &vault{}
+		if oneShot {
+			// The grant input is single-use: mark it before using it, so a crash in
+			// between is seen as an unknown outcome and the input is never replayed.
+			initial.InFlight = inFlightMarker(inFlightOpRedeem, 0, s.now)
+		}
+		if v, err = store.create(ctx, s.job, initial); err != nil {
+			return err
+		}
+		s.vault = v
+		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
+	}
+	s.vault = v
+
+	switch {
+	case v.InFlight != "":
+		// A request was under way when the previous pass ended without recording its
+		// outcome: the token it used may already be spent at the issuer.
+		what := "a refresh"
+		if v.inFlightOp() == inFlightOpRedeem {
+			what = "the redemption of the grant input"
+		}
+		return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonOutcomeUnknown,
+			what+" was interrupted and its outcome is unknown; the token it used is never replayed")
+	case v.AccessToken == "" && !oneShot:
+		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
+	case v.AccessToken == "":
+		return terminal(jobtokenv1alpha1.ReasonDeadChain, "the grant input was already redeemed and no token was kept")
+	}
+	return nil
+}
+
+// mint obtains a fresh pair with the grant and persists it (vault first).
+func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why string) error {
+	grant, err := r.grantInput(ctx, s)
+	if err != nil {
+		return err
+	}
+	ts, err := s.client.Mint(ctx, grant)
+	if err != nil {
+		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && s.vault.InFlight != "" {
+			// The issuer answered: the input was not consumed (or is dead anyway).
+			s.vault.InFlight = ""
+			if uerr := r.vault().update(ctx, s.vault); uerr != nil {
+				return uerr
+			}
+		}
+		return err
+	}
+	first := s.vault.Generation == 0
+	oldRefresh := s.vault.RefreshToken
+	s.vault.setTokens(ts)
+	if !first && oldRefresh != "" && oldRefresh != ts.RefreshToken {
+		s.vault.RetiredRefreshToken, s.vault.RetiredAt = oldRefresh, s.now
+	}
+	if !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
+		s.vault.GrantRedeemed = true
+	}
+	if err := r.vault().update(ctx, s.vault); err != nil {
+		return err
+	}
+	r.afterNewToken(s)
+	switch {
+	case reason == jobtokenv1alpha1.ReasonRotated:
+		// A grant without refresh tokens (ClientCredentials) rotates by minting.
+		s.job.Status.Rotations++
+		s.job.Status.LastRotationTime = &metav1.Time{Time: s.now}
+		rotations.WithLabelValues(s.issuer.Name).Inc()
+		r.event(s.job, corev1.EventTypeNormal, EventRotated, "Mint", "Rotated the access token (%s); new token expires at %s",
+			why, ts.ExpiresAt.UTC().Format(time.RFC3339))
+	case first:
+		s.job.Status.StartTime = &metav1.Time{Time: s.now}
+		r.event(s.job, corev1.EventTypeNormal, EventMinted, "Mint", "Minted the job's token pair with grant %s; access token expires at %s",
+			s.job.Spec.Credentials.Grant, ts.ExpiresAt.UTC().Format(time.RFC3339))
+	default:
+		s.job.Status.Remints++
+		remints.WithLabelValues(s.issuer.Name, reason).Inc()
+		r.event(s.job, corev1.EventTypeNormal, EventReminted, "Mint", "Minted a fresh pair with grant %s (%s): %s", s.job.Spec.Credentials.Grant, reason, why)
+	}
+	r.removeRedeemedInput(ctx, s)
+	return nil
+}
+
+// recoverChain replaces a chain that cannot be refreshed: re-mint where the grant can,
+// otherwise report the credentials lost.
+func (r *ImportJobReconciler) recoverChain(ctx context.Context, s *scope, reason, why string) error {
+	if !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
+		// Keep the marker: the chain must never be replayed by a later pass either.
+		r.event(s.job, corev1.EventTypeWarning, EventCredentialsLost, "Refresh",
+			"The refresh chain cannot continue (%s: %s) and grant %s cannot mint a new pair; workers keep the current token until %s",
+			reason, why, s.job.Spec.Credentials.Grant, s.vault.ExpiresAt.UTC().Format(time.RFC3339))
+		meta.SetStatusCondition(&s.job.Status.Conditions, metav1.Condition{
+			Type: jobtokenv1alpha1.ConditionCredentialsLost, Status: metav1.ConditionTrue, Reason: reason,
+			Message: fmt.Sprintf("%s; grant %s cannot mint a new pair: submit a new ImportJob or use a ClientCredentials or Password grant", why, s.job.Spec.Credentials.Grant),
+		})
+		s.stop = true
+		if !s.vault.ExpiresAt.IsZero() && s.now.Before(s.vault.ExpiresAt) {
+			s.wakeIn(s.vault.ExpiresAt.Sub(s.now))
+		}
+		return nil
+	}
+	s.vault.InFlight = ""
+	if err := r.vault().update(ctx, s.vault); err != nil {
+		return err
+	}
+	return r.mint(ctx, s, reason, why)
+}
+
+// stepRotate refreshes or re-mints when the schedule, the rotate-now annotation or an
+// unpublished signing key says so.
+func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
+	if s.rotated {
+		return nil
+	}
+	sched := r.schedule(s)
+	why := ""
+	switch {
+	case s.job.Annotations[jobtokenv1alpha1.AnnotationRotateNow] != "":
+		why = "requested with the " + jobtokenv1alpha1.AnnotationRotateNow + " annotation"
+	case s.vault.KeyID != "" && len(s.issuer.Status.KeyIDs) > 0 && !slices.Contains(s.issuer.Status.KeyIDs, s.vault.KeyID):
+		why = fmt.Sprintf("the issuer no longer publishes signing key %q", s.vault.KeyID)
+	case !s.now.Before(sched.RotateAt):
+		why = "scheduled"
+	default:
+		return nil
+	}
+	if backoff := r.retryWait(s); backoff > 0 && why == "scheduled" {
+		s.wakeIn(backoff)
+		return nil
+	}
+	var err error
+	if sched.Action == ActionRemint {
+		err = r.mint(ctx, s, jobtokenv1alpha1.ReasonSessionMaximum,
+			fmt.Sprintf("the refresh chain ends at %s", s.vault.ChainEndsAt.UTC().Format(time.RFC3339)))
+	} else {
+		err = r.refresh(ctx, s, why)
+	}
+	if err != nil {
+		return err
+	}
+	return r.clearRotateNow(ctx, s)
+}
+
+// refresh rotates the pair with the refresh token, crash-safely: the in-flight marker is
+// persisted before the request, the new refresh token before the worker Secret.
+func (r *ImportJobReconciler) refresh(ctx context.Context, s *scope, why string) error {
+	store := r.vault()
+	if s.vault.RefreshToken == "" {
+		if issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
+			return r.mint(ctx, s, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
+		}
+		return terminal(jobtokenv1alpha1.ReasonDeadChain, "the issuer gave no refresh token and the grant cannot mint again")
+	}
+	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
+	if err := store.update(ctx, s.vault); err != nil {
+		// A conflict means another writer moved the chain: start again from its state.
+		return err
+	}
+	ts, err := s.client.Refresh(ctx, s.vault.RefreshToken)
+	if err != nil {
+		switch issuer.ClassOf(err) {
+		case issuer.ClassOutcomeUnknown:
+			return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonOutcomeUnknown, "the refresh request's outcome is unknown ("+err.Error()+")")
+		case issuer.ClassDeadChain:
+			return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonDeadChain, "the issuer ended the refresh chain ("+err.Error()+")")
+		default:
+			// The issuer answered without rotating: the refresh token is still good.
+			s.vault.InFlight = ""
+			if uerr := store.update(ctx, s.vault); uerr != nil {
+				return kerrors.NewAggregate([]error{err, uerr})
+			}
+			return err
+		}
+	}
+	s.vault.setTokens(ts)
+	if err := store.update(ctx, s.vault); err != nil {
+		return err
+	}
+	r.afterNewToken(s)
+	s.job.Status.Rotations++
+	s.job.Status.LastRotationTime = &metav1.Time{Time: s.now}
+	rotations.WithLabelValues(s.issuer.Name).Inc()
+	r.event(s.job, corev1.EventTypeNormal, EventRotated, "Refresh", "Rotated the access token (%s); new token expires at %s",
+		why, ts.ExpiresAt.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// afterNewToken records a fresh access token in the status.
+func (r *ImportJobReconciler) afterNewToken(s *scope) {
+	s.rotated = true
+	st := &s.job.Status
+	st.FailedRotationAttempts = 0
+	st.TokenRevision = s.vault.Generation
+	st.TokenIssuedAt = &metav1.Time{Time: s.vault.IssuedAt}
+	st.TokenExpiresAt = &metav1.Time{Time: s.vault.ExpiresAt}
+	st.TokenKeyID = s.vault.KeyID
+	st.SessionExpiresAt = nil
+	if !s.vault.ChainEndsAt.IsZero() {
+		st.SessionExpiresAt = &metav1.Time{Time: s.vault.ChainEndsAt}
+	}
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionCredentialsLost)
+	tokenExpiry.WithLabelValues(s.job.Namespace, s.job.Name).Set(float64(s.vault.ExpiresAt.Unix()))
+}
+
+func (r *ImportJobReconciler) clearRotateNow(ctx context.Context, s *scope) error {
+	if _, ok := s.job.Annotations[jobtokenv1alpha1.AnnotationRotateNow]; !ok {
+		return nil
+	}
+	patch := client.MergeFrom(s.job.DeepCopy())
+	delete(s.job.Annotations, jobtokenv1alpha1.AnnotationRotateNow)
+	status := s.job.Status.DeepCopy()
+	if err := r.Patch(ctx, s.job, patch); err != nil {
+		return err
+	}
+	s.job.Status = *status
+	return nil
+}
+
+// stepRetireOldChain revokes the refresh token of a chain replaced by a re-mint, once
+// the new token had its propagation budget to reach the workers.
+func (r *ImportJobReconciler) stepRetireOldChain(ctx context.Context, s *scope) error {
+	if s.vault.RetiredRefreshToken == "" {
+		return nil
+	}
+	due := s.vault.RetiredAt.Add(propagationBudget(s.job))
+	if s.now.Before(due) {
+		s.wakeIn(due.Sub(s.now))
+		return nil
+	}
+	if err := s.client.Revoke(ctx, issuer.Revocation{RefreshToken: s.vault.RetiredRefreshToken}); err != nil {
+		ctrl.LoggerFrom(ctx).Info("Revoking the replaced refresh chain failed; it ends at its own expiry", "error", err.Error())
+	}
+	s.vault.RetiredRefreshToken, s.vault.RetiredAt = "", time.Time{}
+	return r.vault().update(ctx, s.vault)
+}
+
+// stepWorkerSecret writes the access token for the workers, only when it changed.
+func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) error {
+	name := workerSecretName(s.job)
+	want := workerSecretData(s.vault.AccessToken, s.vault.TokenType, s.vault.ExpiresAt)
+	revision := strconv.FormatInt(s.vault.Generation, 10)
+	current := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: name}, current)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if err == nil && current.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == revision && secretDataEqual(current.Data, want) {
+		s.job.Status.SecretName = name
+		return nil
+	}
+	ref := controllerRef(s.job)
+	ac := corev1ac.Secret(name, s.job.Namespace).
+		WithLabels(ownedLabels(s.job, jobtokenv1alpha1.RoleWorkerToken)).
+		WithAnnotations(map[string]string{jobtokenv1alpha1.AnnotationTokenRevision: revision}).
+		WithOwnerReferences(applyOwnerRef(ref)).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(want)
+	if err := r.Apply(ctx, ac, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
+		return fmt.Errorf("write worker Secret %s/%s: %w", s.job.Namespace, name, err)
+	}
+	s.job.Status.SecretName = name
+	return nil
+}
+
+// stepBatchJob creates the workers' Job once the worker Secret holds a token.
+func (r *ImportJobReconciler) stepBatchJob(ctx context.Context, s *scope) error {
+	if s.batchJob != nil {
+		s.job.Status.JobName = s.batchJob.Name
+		return nil
+	}
+	j := buildJob(s.job, s.vault.Generation)
+	if err := r.Create(ctx, j); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return fmt.Errorf("create Job %s/%s: %w", j.Namespace, j.Name, err)
+	}
+	s.batchJob = j
+	s.job.Status.JobName = j.Name
+	r.event(s.job, corev1.EventTypeNormal, EventJobCreated, "Create", "Created Job %s with the token volume mounted at %s", j.Name, s.job.Spec.TokenMountPath)
+	return nil
+}
+
+// stepNudgePods annotates the Job's pods with the new token revision after a rotation:
+// a pod update makes the kubelet resync its volumes now, not at its next periodic sync.
+func (r *ImportJobReconciler) stepNudgePods(ctx context.Context, s *scope) error {
+	if !s.rotated || (s.job.Spec.Rotation.NudgePods != nil && !*s.job.Spec.Rotation.NudgePods) {
+		return nil
+	}
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods, client.InNamespace(s.job.Namespace),
+		client.MatchingLabels{jobtokenv1alpha1.LabelImportJobName: s.job.Name, jobtokenv1alpha1.LabelManagedBy: jobtokenv1alpha1.ManagedByValue}); err != nil {
+		return err
+	}
+	revision := strconv.FormatInt(s.vault.Generation, 10)
+	var errs []error
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == revision || !p.DeletionTimestamp.IsZero() ||
+			p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		patch := client.MergeFrom(p.DeepCopy())
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] = revision
+		if err := r.Patch(ctx, p, patch); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// The token is written; a pod missed now still gets it at the kubelet's next sync.
+		ctrl.LoggerFrom(ctx).Info("Nudging pods after a rotation failed", "error", kerrors.NewAggregate(errs).Error())
+	}
+	return nil
+}
+
+// stepSchedule records the next rotation and asks to be woken then.
+func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
+	sched := r.schedule(s)
+	st := &s.job.Status
+	st.Phase = jobtokenv1alpha1.PhaseRunning
+	st.NextRotationTime = &metav1.Time{Time: sched.RotateAt}
+	if st.TokenExpiresAt == nil || !st.TokenExpiresAt.Time.Equal(s.vault.ExpiresAt) {
+		st.TokenIssuedAt = &metav1.Time{Time: s.vault.IssuedAt}
+		st.TokenExpiresAt = &metav1.Time{Time: s.vault.ExpiresAt}
+		st.TokenRevision = s.vault.Generation
+		st.TokenKeyID = s.vault.KeyID
+	}
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionStalled)
+	if sched.BudgetUnmet {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: jobtokenv1alpha1.ConditionPropagationBudgetUnmet, Status: metav1.ConditionTrue, Reason: jobtokenv1alpha1.ReasonTokenLifetimeTooShort,
+			Message: fmt.Sprintf("the issuer's token lifetime (%s) is not longer than the propagation budget (%s): rotating as early as possible; workers may briefly read an expired token",
+				s.vault.ExpiresAt.Sub(s.vault.IssuedAt).Round(time.Second), propagationBudget(s.job)),
+		})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionPropagationBudgetUnmet)
+	}
+	canRemint := issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint()
+	if sched.ChainEndsBeforeNext && !canRemint {
+		if !meta.IsStatusConditionTrue(st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring) {
+			r.event(s.job, corev1.EventTypeWarning, EventSessionExpiring, "Schedule",
+				"The issuer ends the refresh chain at %s and grant %s cannot mint a new pair: workers get no token after that",
+				s.vault.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant)
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: jobtokenv1alpha1.ConditionSessionExpiring, Status: metav1.ConditionTrue, Reason: jobtokenv1alpha1.ReasonSessionMaximum,
+			Message: fmt.Sprintf("the refresh chain ends at %s (session maximum or refresh-token expiry) and grant %s cannot mint a new pair",
+				s.vault.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant),
+		})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
+	}
+	if meta.IsStatusConditionTrue(st.Conditions, jobtokenv1alpha1.ConditionCredentialsLost) {
+		return nil
+	}
+	if wait := r.retryWait(s); wait > 0 {
+		s.wakeIn(wait)
+	}
+	s.wakeIn(sched.RotateAt.Sub(s.now))
+	return nil
+}
+
+func (r *ImportJobReconciler) schedule(s *scope) Schedule {
+	return NextRotation(ScheduleInput{
+		IssuedAt:          s.vault.IssuedAt,
+		ExpiresAt:         s.vault.ExpiresAt,
+		Fraction:          parseFraction(s.job.Spec.Rotation.Fraction, defaultFraction),
+		Jitter:            parseFraction(s.job.Spec.Rotation.Jitter, defaultJitter),
+		JitterSeed:        jitterSeed(string(s.job.UID), s.vault.Generation),
+		PropagationBudget: propagationBudget(s.job),
+		MinInterval:       r.MinRotationGap,
+		ChainEndsAt:       s.vault.ChainEndsAt,
+		CanRemint:         issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
+	})
+}
+
+// retryWait is how long to wait before the next token request after failures: capped
+// exponential backoff from the last failure, kept in status so restarts honour it.
+func (r *ImportJobReconciler) retryWait(s *scope) time.Duration {
+	st := s.job.Status
+	if st.FailedRotationAttempts == 0 || st.LastFailureTime == nil {
+		return 0
+	}
+	backoff := retryBackoff(st.FailedRotationAttempts, r.MaxRetryBackoff)
+	return st.LastFailureTime.Add(backoff).Sub(s.now)
+}
+
+// retryBackoff is 1s, 2s, 4s, ... capped at max.
+func retryBackoff(attempts int32, maxBackoff time.Duration) time.Duration {
+	if attempts <= 0 {
+		return 0
+	}
+	d := time.Duration(float64(firstRetryBackoff) * math.Pow(2, float64(attempts-1)))
+	if d > maxBackoff || d <= 0 {
+		return maxBackoff
+	}
+	return d
+}
+
+func propagationBudget(job *jobtokenv1alpha1.ImportJob) time.Duration {
+	if b := job.Spec.Rotation.PropagationBudget; b != nil && b.Duration > 0 {
+		return b.Duration
+	}
+	return defaultPropagationBudget
+}
+
+func parseFraction(s string, def float64) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f >= 1 {
+		return def
+	}
+	return f
+}
+
+// jitterSeed spreads jobs over the jitter window, stable for one job and token.
+func jitterSeed(uid string, generation int64) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	_, _ = h.Write([]byte(strconv.FormatInt(generation, 10)))
+	return float64(h.Sum64()%10000) / 10000
+}
+
+// grantInput reads what the grant needs from its Secret in the job's namespace.
+func (r *ImportJobReconciler) grantInput(ctx context.Context, s *scope) (issuer.Grant, error) {
+	c := s.job.Spec.Credentials
+	g := issuer.Grant{Type: issuer.GrantType(c.Grant), Scopes: c.Scopes, Audience: c.Audience}
+	ns := s.job.Namespace
+	var err error
+	switch c.Grant {
+	case jobtokenv1alpha1.GrantPassword:
+		if g.Username, err = readSecretKey(ctx, r.APIReader, ns, c.Password.SecretRef.Name, keyOr(c.Password.UsernameKey, "username")); err != nil {
+			return g, err
+		}
+		g.Password, err = readSecretKey(ctx, r.APIReader, ns, c.Password.SecretRef.Name, keyOr(c.Password.PasswordKey, "password"))
+	case jobtokenv1alpha1.GrantTokenExchange:
+		te := c.TokenExchange
+		g.SubjectTokenType, g.RequestedTokenType = te.SubjectTokenType, te.RequestedTokenType
+		g.SubjectToken, err = readSecretKey(ctx, r.APIReader, ns, te.SubjectTokenSecretRef.Name, keyOr(te.SubjectTokenSecretRef.Key, "token"))
+	case jobtokenv1alpha1.GrantRefreshToken:
+		rt := c.RefreshToken
+		g.RefreshToken, err = readSecretKey(ctx, r.APIReader, ns, rt.SecretRef.Name, keyOr(rt.SecretRef.Key, "refresh_token"))
+	}
+	return g, err
+}
+
+// removeRedeemedInput deletes the submitter's token from its Secret once redeemed, so
+// that no user token lingers (opt out with removeAfterRedeem: false).
+func (r *ImportJobReconciler) removeRedeemedInput(ctx context.Context, s *scope) {
+	c := s.job.Spec.Credentials
+	var name, key string
+	switch {
+	case c.TokenExchange != nil && (c.TokenExchange.RemoveAfterRedeem == nil || *c.TokenExchange.RemoveAfterRedeem):
+		name, key = c.TokenExchange.SubjectTokenSecretRef.Name, keyOr(c.TokenExchange.SubjectTokenSecretRef.Key, "token")
+	case c.RefreshToken != nil && (c.RefreshToken.RemoveAfterRedeem == nil || *c.RefreshToken.RemoveAfterRedeem):
+		name, key = c.RefreshToken.SecretRef.Name, keyOr(c.RefreshToken.SecretRef.Key, "refresh_token")
+	default:
+		return
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: name}, secret); err != nil {
+		ctrl.LoggerFrom(ctx).Info("Could not read the redeemed grant input to remove it", "secret", name, "error", err.Error())
+		return
+	}
+	if _, ok := secret.Data[key]; !ok {
+		return
+	}
+	patch := client.MergeFrom(secret.DeepCopy())
+	delete(secret.Data, key)
+	if err := r.Patch(ctx, secret, patch); err != nil {
+		ctrl.LoggerFrom(ctx).Info("Could not remove the redeemed grant input", "secret", name, "key", key, "error", err.Error())
+		return
+	}
+	r.event(s.job, corev1.EventTypeNormal, EventMinted, "Redeem", "Removed the redeemed key %q from Secret %s", key, name)
+}
+
+func (r *ImportJobReconciler) vault() vaultStore {
+	return vaultStore{client: r.Client, namespace: r.VaultNamespace}
+}
+
+func (r *ImportJobReconciler) event(job *jobtokenv1alpha1.ImportJob, eventType, reason, action, note string, args ...any) {
+	r.Recorder.Eventf(job, nil, eventType, reason, action, note, args...)
+}
+
+func isTerminal(job *jobtokenv1alpha1.ImportJob) bool {
+	switch job.Status.Phase {
+	case jobtokenv1alpha1.PhaseSucceeded, jobtokenv1alpha1.PhaseFailed, jobtokenv1alpha1.PhaseExpired:
+		return meta.FindStatusCondition(job.Status.Conditions, jobtokenv1alpha1.ConditionRevoked) != nil ||
+			meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionRevocationFailed)
+	}
+	return false
+}
+
+func secretDataEqual(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if string(b[k]) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+func applyOwnerRef(ref metav1.OwnerReference) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).WithName(ref.Name).
+		WithUID(ref.UID).WithController(true).WithBlockOwnerDeletion(true)
+}

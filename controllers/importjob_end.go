@@ -1,0 +1,171 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+)
+
+// reconcileDelete revokes the job's tokens and then releases the finalizer. It is
+// idempotent: each pass starts from what is left.
+func (r *ImportJobReconciler) reconcileDelete(ctx context.Context, s *scope) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(s.job, jobtokenv1alpha1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if !isTerminal(s.job) {
+		done, err := r.revokeAll(ctx, s, jobtokenv1alpha1.ReasonDeleted, "the ImportJob was deleted")
+		if err != nil || !done {
+			return ctrl.Result{RequeueAfter: s.requeueAfter}, err
+		}
+	}
+	return ctrl.Result{}, r.releaseFinalizer(ctx, s)
+}
+
+// finish ends a job that is still present: records its phase, revokes its tokens, and
+// releases the finalizer once nothing is left to revoke.
+func (r *ImportJobReconciler) finish(ctx context.Context, s *scope, phase jobtokenv1alpha1.ImportJobPhase, reason, msg string) error {
+	s.stop = true
+	s.job.Status.Phase = phase
+	s.job.Status.NextRotationTime = nil
+	done, err := r.revokeAll(ctx, s, reason, msg)
+	if err != nil || !done {
+		return err
+	}
+	return r.releaseFinalizer(ctx, s)
+}
+
+func (r *ImportJobReconciler) releaseFinalizer(ctx context.Context, s *scope) error {
+	if !controllerutil.ContainsFinalizer(s.job, jobtokenv1alpha1.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFrom(s.job.DeepCopy())
+	controllerutil.RemoveFinalizer(s.job, jobtokenv1alpha1.Finalizer)
+	status := s.job.Status.DeepCopy()
+	if err := r.Patch(ctx, s.job, patch); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	s.job.Status = *status
+	return nil
+}
+
+// revokeAll revokes every token the operator holds for the job, then deletes the
+// worker and vault Secrets. Retries are bounded by RevocationBudget; past it the
+// failure is recorded and the Secrets are deleted anyway, so nothing stays stuck.
+// It returns done=false while a retry is scheduled (s.requeueAfter).
+func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, why string) (bool, error) {
+	v, err := r.vault().get(ctx, s.job)
+	if err != nil {
+		return false, err
+	}
+	st := &s.job.Status
+	revokeErr := error(nil)
+	if v != nil && (v.AccessToken != "" || v.RefreshToken != "" || v.RetiredRefreshToken != "") {
+		if st.RevocationStartTime == nil {
+			st.RevocationStartTime = &metav1.Time{Time: s.now}
+		}
+		revokeErr = r.revokeTokens(ctx, s, v)
+		if revokeErr != nil {
+			elapsed := s.now.Sub(st.RevocationStartTime.Time)
+			if elapsed < r.RevocationBudget {
+				wait := elapsed / 4
+				wait = min(max(wait, firstRetryBackoff), maxRevocationRetryBackoff, r.RevocationBudget-elapsed)
+				meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+					Type: jobtokenv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason,
+					Message: fmt.Sprintf("%s; revoking its tokens failed (%v), retrying in %s", why, revokeErr, wait.Round(time.Millisecond)),
+				})
+				s.wakeIn(wait)
+				s.stop = true
+				return false, nil
+			}
+		}
+	}
+	if err := r.deleteWorkerSecret(ctx, s); err != nil {
+		return false, err
+	}
+	if err := r.vault().delete(ctx, v); err != nil {
+		return false, err
+	}
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
+	st.NextRotationTime = nil
+	tokenExpiry.DeleteLabelValues(s.job.Namespace, s.job.Name)
+	if revokeErr != nil {
+		msg := fmt.Sprintf("%s; revocation did not succeed within %s (%v): the tokens end at their own expiry, %s at the latest",
+			why, r.RevocationBudget, revokeErr, timeOrDash(st.TokenExpiresAt))
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: jobtokenv1alpha1.ConditionRevocationFailed, Status: metav1.ConditionTrue, Reason: jobtokenv1alpha1.ReasonRevocationBudgetSpent, Message: msg,
+		})
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: jobtokenv1alpha1.ConditionRevoked, Status: metav1.ConditionFalse, Reason: jobtokenv1alpha1.ReasonRevocationBudgetSpent, Message: msg,
+		})
+		revocations.WithLabelValues("failed").Inc()
+		r.event(s.job, corev1.EventTypeWarning, EventRevocationFailed, "Revoke", "%s", msg)
+		return true, nil
+	}
+	msg := why + "; every token of the job was revoked and its Secrets deleted"
+	if v == nil || v.AccessToken == "" && v.RefreshToken == "" {
+		msg = why + "; no token had been issued"
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: jobtokenv1alpha1.ConditionRevoked, Status: metav1.ConditionTrue, Reason: reason, Message: msg,
+	})
+	revocations.WithLabelValues("success").Inc()
+	r.event(s.job, corev1.EventTypeNormal, EventRevoked, "Revoke", "%s", msg)
+	return true, nil
+}
+
+// revokeTokens revokes the pair and any retired chain through the issuer's dialect.
+// A token redeemed from the submitter is never revoked: only what the operator minted.
+func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vault) error {
+	if s.client == nil {
+		ref, err := getIssuer(ctx, r.Client, s.job, r.VaultNamespace)
+		if err != nil {
+			return fmt.Errorf("issuer %s %q: %w", s.job.Spec.IssuerRef.Kind, s.job.Spec.IssuerRef.Name, err)
+		}
+		cl, err := r.clients.get(ctx, ref, s.now)
+		if err != nil {
+			return err
+		}
+		s.issuer, s.client = ref, cl
+	}
+	if v.RetiredRefreshToken != "" {
+		if err := s.client.Revoke(ctx, issuer.Revocation{RefreshToken: v.RetiredRefreshToken}); err != nil {
+			return err
+		}
+		v.RetiredRefreshToken = ""
+	}
+	if v.AccessToken == "" && v.RefreshToken == "" {
+		return nil
+	}
+	return s.client.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken})
+}
+
+func (r *ImportJobReconciler) deleteWorkerSecret(ctx context.Context, s *scope) error {
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: workerSecretName(s.job)}, secret)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(secret, s.job) {
+		return nil
+	}
+	if err := r.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete worker Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,629 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/devissuer"
+)
+
+// tokenLog remembers every token the test saw, to scan the outputs for them.
+type tokenLog struct {
+	mu     sync.Mutex
+	tokens map[string]bool
+}
+
+func (l *tokenLog) add(tokens ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tokens == nil {
+		l.tokens = map[string]bool{}
+	}
+	for _, t := range tokens {
+		if len(t) >= 16 {
+			l.tokens[t] = true
+		}
+	}
+}
+
+// record adds the tokens currently in the job's worker and vault Secrets.
+func (l *tokenLog) record(h *harness, job *jobtokenv1alpha1.ImportJob) {
+	if s, err := h.workerSecret(job); err == nil {
+		l.add(string(s.Data[jobtokenv1alpha1.KeyAccessToken]))
+	}
+	if s, err := h.vaultSecret(job); err == nil {
+		l.add(string(s.Data[vaultKeyAccessToken]), string(s.Data[vaultKeyRefreshToken]))
+	}
+}
+
+// assertAbsent fails if any token seen (or the signature part of a JWT) is in text.
+func (l *tokenLog) assertAbsent(t *testing.T, where, text string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.tokens) == 0 {
+		t.Fatalf("no tokens recorded: the scan of %s would prove nothing", where)
+	}
+	for tok := range l.tokens {
+		needles := []string{tok}
+		if parts := strings.Split(tok, "."); len(parts) == 3 {
+			needles = append(needles, parts[2])
+		}
+		for _, n := range needles {
+			if strings.Contains(text, n) {
+				t.Errorf("token bytes found in %s", where)
+				return
+			}
+		}
+	}
+}
+
+// Group 1: full lifecycle.
+func TestLifecycle(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	seen := &tokenLog{}
+	job := h.importJob("lifecycle", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+
+	h.eventually(20*time.Second, "the first token and the Job", func() bool {
+		j := &batchv1.Job{}
+		return env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, j) == nil
+	})
+	job = h.getJob(job.Name)
+	if !controllerutilContains(job.Finalizers, jobtokenv1alpha1.Finalizer) {
+		t.Errorf("finalizer missing: %v", job.Finalizers)
+	}
+
+	// Worker Secret: only what workers need, owned by the ImportJob.
+	ws, err := h.workerSecret(job)
+	h.must(err)
+	for _, k := range []string{jobtokenv1alpha1.KeyAccessToken, jobtokenv1alpha1.KeyTokenType, jobtokenv1alpha1.KeyExpiresAt} {
+		if len(ws.Data[k]) == 0 {
+			t.Errorf("worker Secret lacks %s", k)
+		}
+	}
+	if len(ws.Data) != 3 {
+		t.Errorf("worker Secret holds %d keys, want exactly 3", len(ws.Data))
+	}
+	if !metav1IsControlledBy(ws, job) || ws.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == "" {
+		t.Errorf("worker Secret not owned by the ImportJob or without revision: %v %v", ws.OwnerReferences, ws.Annotations)
+	}
+	// Vault Secret: in the operator's namespace, labelled with the job.
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	if len(vs.Data[vaultKeyRefreshToken]) == 0 || vs.Labels[jobtokenv1alpha1.LabelImportJobUID] != string(job.UID) ||
+		vs.Labels[jobtokenv1alpha1.LabelImportJobNamespace] != h.ns || vs.Labels[jobtokenv1alpha1.LabelImportJobName] != job.Name {
+		t.Errorf("vault Secret incomplete: labels %v", vs.Labels)
+	}
+
+	// The Job: volume injected read-only, mode 0400, no subPath, JOBTOKEN_FILE.
+	bj := &batchv1.Job{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, bj))
+	assertInjected(t, bj, workerSecretName(job))
+
+	// At least 5 rotations with a 4s token rotated at half its life.
+	first := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	seen.add(first)
+	h.eventually(40*time.Second, "5 rotations", func() bool {
+		seen.record(h, job)
+		return h.getJob(job.Name).Status.Rotations >= 5
+	})
+	job = h.getJob(job.Name)
+	if !conditionTrue(job, jobtokenv1alpha1.ConditionReady) || job.Status.Phase != jobtokenv1alpha1.PhaseRunning {
+		t.Errorf("not Ready/Running after rotations: phase %s, conditions %+v", job.Status.Phase, job.Status.Conditions)
+	}
+	if job.Status.NextRotationTime == nil || job.Status.TokenExpiresAt == nil || job.Status.LastRotationTime == nil {
+		t.Errorf("schedule missing from status: %+v", job.Status)
+	}
+	ws, _ = h.workerSecret(job)
+	last := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	if last == first {
+		t.Errorf("the worker Secret still holds the first token after %d rotations", job.Status.Rotations)
+	}
+	if !h.issuer.Active(last) {
+		t.Errorf("the current token is not active at the issuer")
+	}
+	vs, _ = h.vaultSecret(job)
+	refresh := string(vs.Data[vaultKeyRefreshToken])
+	seen.add(last, refresh)
+
+	// Complete → Succeeded, revoked at the issuer, Secrets and finalizer gone.
+	h.markJob(job.Name, batchv1.JobComplete)
+	h.eventually(20*time.Second, "revocation after completion", func() bool {
+		j := h.getJob(job.Name)
+		return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && conditionTrue(j, jobtokenv1alpha1.ConditionRevoked)
+	})
+	if h.issuer.Active(last) || h.issuer.Active(refresh) {
+		t.Errorf("tokens still active at the issuer after revocation")
+	}
+	if _, err := h.workerSecret(job); !apierrors.IsNotFound(err) {
+		t.Errorf("worker Secret not deleted: %v", err)
+	}
+	if _, err := h.vaultSecret(job); !apierrors.IsNotFound(err) {
+		t.Errorf("vault Secret not deleted: %v", err)
+	}
+	h.eventually(10*time.Second, "finalizer released", func() bool { return len(h.getJob(job.Name).Finalizers) == 0 })
+	events := h.events(job.Name)
+	for _, reason := range []string{EventMinted, EventRotated, EventRevoked, EventJobCreated} {
+		if !hasEvent(events, reason) {
+			t.Errorf("no %s event; events: %v", reason, events)
+		}
+	}
+	h.assertNoReuse()
+
+	// Group 8: no refresh token in the job namespace, no token bytes in logs, events, status.
+	secrets := &corev1.SecretList{}
+	h.must(env.Client.List(h.ctx, secrets, client.InNamespace(h.ns)))
+	for _, s := range secrets.Items {
+		for k, v := range s.Data {
+			if strings.Contains(k, "refresh") || string(v) == refresh {
+				t.Errorf("Secret %s in the job namespace holds a refresh token (key %s)", s.Name, k)
+			}
+		}
+	}
+	statusJSON, _ := json.Marshal(h.getJob(job.Name))
+	seen.assertAbsent(t, "the ImportJob", string(statusJSON))
+	seen.assertAbsent(t, "the events", strings.Join(events, "\n"))
+	seen.assertAbsent(t, "the manager's logs", h.logs.String())
+	if !strings.Contains(h.logs.String(), "lifecycle") {
+		t.Errorf("the manager's logs do not mention the job: the log scan would prove nothing")
+	}
+}
+
+func assertInjected(t *testing.T, bj *batchv1.Job, secretName string) {
+	t.Helper()
+	spec := bj.Spec.Template.Spec
+	var vol *corev1.Volume
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == jobtokenv1alpha1.TokenVolumeName {
+			vol = &spec.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName != secretName || vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode != 0o400 {
+		t.Fatalf("token volume not injected as a 0400 Secret volume: %+v", spec.Volumes)
+	}
+	for _, c := range spec.Containers {
+		var mounted, env bool
+		for _, m := range c.VolumeMounts {
+			if m.Name == jobtokenv1alpha1.TokenVolumeName {
+				mounted = m.ReadOnly && m.SubPath == "" && m.MountPath == jobtokenv1alpha1.DefaultTokenMountPath
+			}
+		}
+		for _, e := range c.Env {
+			if e.Name == jobtokenv1alpha1.EnvTokenFile && e.Value == filepath.Join(jobtokenv1alpha1.DefaultTokenMountPath, jobtokenv1alpha1.KeyAccessToken) {
+				env = true
+			}
+		}
+		if !mounted || !env {
+			t.Errorf("container %s: read-only mount without subPath %v, JOBTOKEN_FILE %v", c.Name, mounted, env)
+		}
+	}
+	if bj.Spec.Template.Labels[jobtokenv1alpha1.LabelManagedBy] != jobtokenv1alpha1.ManagedByValue {
+		t.Errorf("pod template lacks the operator's label, so its pods would not be cached")
+	}
+}
+
+// Group 3a: a refresh whose answer is lost (committed at the issuer, then dropped).
+func TestCommitThenDropRemints(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	job := h.importJob("drop", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+
+	h.issuer.SetFaults(devissuer.Faults{CommitThenDrop: 1})
+	h.eventually(30*time.Second, "a re-mint after the dropped refresh", func() bool { return h.getJob(job.Name).Status.Remints >= 1 })
+	before := h.getJob(job.Name).Status.Rotations
+	h.eventually(30*time.Second, "rotations continuing", func() bool { return h.getJob(job.Name).Status.Rotations >= before+2 })
+	if c := h.issuer.Counters(); c.FaultsInjected["commitThenDrop"]+c.FaultsInjected["commit_then_drop"]+sumMap(c.FaultsInjected) == 0 {
+		t.Errorf("no fault was injected: %+v", c.FaultsInjected)
+	}
+	if !hasEvent(h.events(job.Name), EventReminted) {
+		t.Errorf("no Reminted event")
+	}
+	h.assertNoReuse()
+}
+
+func sumMap(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// Group 3b: the manager stops with a refresh marked in flight; its successor never
+// replays the refresh token and re-mints.
+func TestRestartWithMarkerInFlight(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	stop := h.startManager(managerOptions{})
+	job := h.importJob("restart", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	stop()
+	job = h.getJob(job.Name)
+
+	// What a crash between "mark" and "persist" leaves: the marker, and a refresh token
+	// that the issuer already rotated (the request reached it).
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	oldRefresh := string(vs.Data[vaultKeyRefreshToken])
+	rotated := refreshAtIssuer(t, h, oldRefresh)
+	if rotated == "" {
+		t.Fatal("could not rotate the chain at the issuer directly")
+	}
+	gen, _ := strconv.ParseInt(string(vs.Data[vaultKeyGeneration]), 10, 64)
+	vs.Data[vaultKeyInFlight] = []byte(inFlightMarker(inFlightOpRefresh, gen, time.Now()))
+	h.must(env.Client.Update(h.ctx, vs))
+	remintsBefore := job.Status.Remints
+
+	h.startManager(managerOptions{})
+	h.eventually(30*time.Second, "a re-mint after the restart", func() bool { return h.getJob(job.Name).Status.Remints > remintsBefore })
+	vs, _ = h.vaultSecret(job)
+	if string(vs.Data[vaultKeyInFlight]) != "" {
+		t.Errorf("marker still set after recovery")
+	}
+	h.eventually(20*time.Second, "rotations after recovery", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	// Replaying oldRefresh would have counted as reuse at the issuer.
+	h.assertNoReuse()
+}
+
+// refreshAtIssuer redeems a refresh token directly, as the lost request did.
+func refreshAtIssuer(t *testing.T, h *harness, refresh string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.RefreshToken
+}
+
+// Group 4a: a session maximum shorter than the job; Password re-mints before it.
+func TestSessionMaximumRemint(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 8 * time.Second}})
+	h.startManager(managerOptions{})
+	job := h.importJob("sessionmax", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(40*time.Second, "two re-mints before session maxima", func() bool { return h.getJob(job.Name).Status.Remints >= 2 })
+	if c := h.issuer.Counters(); c.SessionMaxEnded != 0 {
+		t.Errorf("the operator refreshed into the session maximum %d times", c.SessionMaxEnded)
+	}
+	job = h.getJob(job.Name)
+	if conditionTrue(job, jobtokenv1alpha1.ConditionSessionExpiring) || !conditionTrue(job, jobtokenv1alpha1.ConditionReady) {
+		t.Errorf("unexpected conditions: %+v", job.Status.Conditions)
+	}
+	h.assertNoReuse()
+}
+
+// Group 4b: with a RefreshToken grant nothing can re-mint: SessionExpiring ahead of time,
+// and the redeemed input is removed from its Secret.
+func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 12 * time.Second}})
+	h.startManager(managerOptions{})
+	handed := passwordGrantRefresh(t, h)
+	h.must(env.Client.Create(h.ctx, &corev1.Secret{
+		ObjectMeta: metav1ObjectMeta(h.ns, "handover"),
+		Data:       map[string][]byte{"refresh_token": []byte(handed), "keep": []byte("x")},
+	}))
+	job := h.importJob("handover", jobtokenv1alpha1.GrantRefreshToken)
+	job.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	in := &corev1.Secret{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "handover"}, in))
+	if _, ok := in.Data["refresh_token"]; ok || string(in.Data["keep"]) != "x" {
+		t.Errorf("the redeemed refresh token was not removed (or other keys were): keys %v", keysOf(in.Data))
+	}
+	var warnedAt time.Time
+	var sessionEnd time.Time
+	h.eventually(20*time.Second, "SessionExpiring", func() bool {
+		j := h.getJob(job.Name)
+		if conditionTrue(j, jobtokenv1alpha1.ConditionSessionExpiring) {
+			warnedAt = time.Now()
+			sessionEnd = j.Status.SessionExpiresAt.Time
+			return true
+		}
+		return false
+	})
+	if !warnedAt.Before(sessionEnd) {
+		t.Errorf("SessionExpiring came at %s, not ahead of the session end %s", warnedAt, sessionEnd)
+	}
+	if !hasEvent(h.events(job.Name), EventSessionExpiring) {
+		t.Errorf("no SessionExpiring event")
+	}
+	h.assertNoReuse()
+}
+
+func keysOf(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// passwordGrantRefresh gets a refresh token the way a submitter would hand one over.
+func passwordGrantRefresh(t *testing.T, h *harness) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {userName}, "password": {userPassword}}
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.RefreshToken == "" {
+		t.Fatalf("password grant gave no refresh token (%v)", err)
+	}
+	return body.RefreshToken
+}
+
+// Group 5: the issuer is down for 3 token lifetimes.
+func TestIssuerOutage(t *testing.T) {
+	const ttl = 4 * time.Second
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: ttl}})
+	h.startManager(managerOptions{})
+	job := h.importJob("outage", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+
+	before := tokenRequestCount(h.issuer.Counters())
+	h.issuer.SetFaults(devissuer.Faults{Down: true})
+	outageStart := time.Now()
+	h.eventually(3*ttl, "TokenRefreshFailed", func() bool {
+		return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	})
+	time.Sleep(time.Until(outageStart.Add(3 * ttl)))
+	during := tokenRequestCount(h.issuer.Counters()) - before
+	job = h.getJob(job.Name)
+	c := meta.FindStatusCondition(job.Status.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	if c == nil || !strings.Contains(c.Message, "retrying in") || job.Status.FailedRotationAttempts == 0 {
+		t.Errorf("outage not reported: %+v", job.Status)
+	}
+	// Backoff 1s, 2s, 4s, 4s... over 12s: at most ~6 requests, never a storm.
+	if during > 8 {
+		t.Errorf("%d token requests during a %s outage: the backoff does not bound them", during, 3*ttl)
+	}
+	h.issuer.SetFaults(devissuer.Faults{})
+	rotationsBefore := job.Status.Rotations
+	h.eventually(20*time.Second, "recovery", func() bool {
+		j := h.getJob(job.Name)
+		return j.Status.Rotations > rotationsBefore && !conditionTrue(j, jobtokenv1alpha1.ConditionTokenRefreshFailed) &&
+			conditionTrue(j, jobtokenv1alpha1.ConditionReady) && j.Status.FailedRotationAttempts == 0
+	})
+	t.Logf("token requests during the outage: %d", during)
+	h.assertNoReuse()
+}
+
+func tokenRequestCount(c devissuer.Counters) int64 {
+	var n int64
+	for _, byResult := range c.TokenRequests {
+		for _, v := range byResult {
+			n += v
+		}
+	}
+	return n
+}
+
+// Group 6: deleting mid-run revokes; with the issuer down, the finalizer is released
+// after the revocation budget with RevocationFailed.
+func TestDeleteRevokes(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	job := h.importJob("delete", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	ws, _ := h.workerSecret(job)
+	access := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	h.must(env.Client.Delete(h.ctx, job))
+	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+	})
+	if h.issuer.Active(access) {
+		t.Errorf("the access token is still active after delete")
+	}
+	if _, err := h.vaultSecret(job); !apierrors.IsNotFound(err) {
+		t.Errorf("vault Secret left behind: %v", err)
+	}
+
+	job2 := h.importJob("delete-down", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job2))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job2.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job2 = h.getJob(job2.Name)
+	h.issuer.SetFaults(devissuer.Faults{Down: true})
+	start := time.Now()
+	h.must(env.Client.Delete(h.ctx, job2))
+	h.eventually(revocationBudget+15*time.Second, "the finalizer released despite the issuer being down", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job2), &jobtokenv1alpha1.ImportJob{}))
+	})
+	took := time.Since(start)
+	if took < revocationBudget-time.Second {
+		t.Errorf("gave up after %s, before the revocation budget %s", took, revocationBudget)
+	}
+	if !hasEvent(h.events(job2.Name), EventRevocationFailed) {
+		t.Errorf("no RevocationFailed event: %v", h.events(job2.Name))
+	}
+	if _, err := h.vaultSecret(job2); !apierrors.IsNotFound(err) {
+		t.Errorf("vault Secret left behind after RevocationFailed: %v", err)
+	}
+	t.Logf("finalizer released %s after delete with the issuer down (budget %s)", took.Round(time.Millisecond), revocationBudget)
+}
+
+// Group 7: two managers at once; exactly one refresh per generation.
+func TestTwoManagers(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{leaderElection: true, name: "a"})
+	h.startManager(managerOptions{leaderElection: true, name: "b"})
+	job := h.importJob("two", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(40*time.Second, "4 rotations", func() bool { return h.getJob(job.Name).Status.Rotations >= 4 })
+	job = h.getJob(job.Name)
+	vs, _ := h.vaultSecret(job)
+	gen, _ := strconv.ParseInt(string(vs.Data[vaultKeyGeneration]), 10, 64)
+	c := h.issuer.Counters()
+	// Generation counts every pair persisted: the first mint plus each refresh.
+	if c.Refreshes != gen-1-job.Status.Remints {
+		t.Errorf("issuer saw %d refreshes for %d persisted refreshes (generation %d, remints %d)", c.Refreshes, gen-1-job.Status.Remints, gen, job.Status.Remints)
+	}
+	h.assertNoReuse()
+}
+
+// Group 9: kubectl describe shows phase, conditions and events.
+func TestKubectlDescribe(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	job := h.importJob("described", jobtokenv1alpha1.GrantClientCredentials)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "a rotation", func() bool { return h.getJob(job.Name).Status.Rotations >= 1 })
+
+	user, err := env.AddUser(envtest.User{Name: "describe", Groups: []string{"system:masters"}}, nil)
+	h.must(err)
+	kc, err := user.KubeConfig()
+	h.must(err)
+	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
+	h.must(writeFile(kcPath, kc))
+	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, env.KubectlPath, "--kubeconfig", kcPath, "-n", h.ns, "describe", "importjob", job.Name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl describe: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Phase:", "Running", "Conditions:", "CredentialsReady", "Ready", "Events:", "Minted", "Rotated"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl describe lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Group 10: a signing-key rotation at the issuer and the rotate-now annotation both
+// rotate at once.
+func TestRotateAtOnce(t *testing.T) {
+	// Long tokens: any rotation within the test is due to the trigger, not the schedule.
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
+	h.startManager(managerOptions{})
+	job := h.importJob("keys", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	oldKid := h.getJob(job.Name).Status.TokenKeyID
+	if oldKid == "" {
+		t.Fatal("status has no token key id")
+	}
+
+	newKid := h.issuer.RotateSigningKey()
+	start := time.Now()
+	h.eventually(10*time.Second, "rotation after the key change", func() bool {
+		j := h.getJob(job.Name)
+		return j.Status.Rotations >= 1 && j.Status.TokenKeyID == newKid
+	})
+	t.Logf("rotated %s after the issuer's key rotation", time.Since(start).Round(time.Millisecond))
+	ws, _ := h.workerSecret(job)
+	if !resourceAccepts(t, h, string(ws.Data[jobtokenv1alpha1.KeyAccessToken])) {
+		t.Errorf("the new token is refused by the protected resource")
+	}
+
+	j := h.getJob(job.Name)
+	patch := client.MergeFrom(j.DeepCopy())
+	if j.Annotations == nil {
+		j.Annotations = map[string]string{}
+	}
+	j.Annotations[jobtokenv1alpha1.AnnotationRotateNow] = "please"
+	h.must(env.Client.Patch(h.ctx, j, patch))
+	h.eventually(10*time.Second, "rotation on request and the annotation removed", func() bool {
+		j := h.getJob(job.Name)
+		_, still := j.Annotations[jobtokenv1alpha1.AnnotationRotateNow]
+		return j.Status.Rotations >= 2 && !still
+	})
+	h.assertNoReuse()
+}
+
+func resourceAccepts(t *testing.T, h *harness, token string) bool {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodGet, h.issuer.URL()+"/api/records", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Pods get the new revision after a rotation (the kubelet then resyncs at once).
+func TestNudgePods(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	job := h.importJob("nudge", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	bj := &batchv1.Job{}
+	h.eventually(20*time.Second, "the Job", func() bool {
+		return env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, bj) == nil
+	})
+	pod := h.createPod(bj, "nudge-worker-0")
+	h.eventually(20*time.Second, "the pod annotated with a later revision", func() bool {
+		p := &corev1.Pod{}
+		h.must(env.Client.Get(h.ctx, client.ObjectKeyFromObject(pod), p))
+		j := h.getJob(job.Name)
+		return j.Status.Rotations >= 1 && p.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == strconv.FormatInt(j.Status.TokenRevision, 10) &&
+			p.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] != pod.Annotations[jobtokenv1alpha1.AnnotationTokenRevision]
+	})
+}
+
+// A template that mounts the token itself is refused with Stalled; a missing issuer is waited for.
+func TestRefusedAndWaiting(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	bad := h.importJob("subpath", jobtokenv1alpha1.GrantClientCredentials)
+	bad.Spec.Template.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "jobtoken", MountPath: "/t", SubPath: "access_token"}}
+	h.must(env.Client.Create(h.ctx, bad))
+	h.eventually(15*time.Second, "Stalled", func() bool {
+		j := h.getJob(bad.Name)
+		c := meta.FindStatusCondition(j.Status.Conditions, jobtokenv1alpha1.ConditionStalled)
+		return c != nil && c.Status == "True" && strings.Contains(c.Message, "volumeMounts") && strings.Contains(c.Message, "subPath")
+	})
+	if _, err := h.vaultSecret(h.getJob(bad.Name)); !apierrors.IsNotFound(err) {
+		t.Errorf("a refused job minted tokens")
+	}
+
+	waitJob := h.importJob("no-issuer", jobtokenv1alpha1.GrantClientCredentials)
+	waitJob.Spec.IssuerRef.Name = "missing"
+	h.must(env.Client.Create(h.ctx, waitJob))
+	h.eventually(15*time.Second, "waiting for the issuer", func() bool {
+		c := meta.FindStatusCondition(h.getJob(waitJob.Name).Status.Conditions, jobtokenv1alpha1.ConditionReconciling)
+		return c != nil && c.Reason == jobtokenv1alpha1.ReasonIssuerNotFound
+	})
+	if j := h.getJob(waitJob.Name); conditionTrue(j, jobtokenv1alpha1.ConditionStalled) || j.Status.Phase != jobtokenv1alpha1.PhasePending {
+		t.Errorf("a missing issuer must be waited for, not failed: %+v", j.Status)
+	}
+}

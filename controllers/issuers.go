@@ -1,0 +1,144 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+)
+
+// SecretReader reads the Secrets an issuer or a grant names. The manager's cache holds
+// only the operator's own Secrets, so this is the uncached API reader.
+type SecretReader interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+}
+
+// IssuerClientFactory builds the client of one issuer from its spec, reading its Secrets
+// from secretNamespace. Tests replace it with one that returns a fake.
+type IssuerClientFactory func(ctx context.Context, spec jobtokenv1alpha1.TokenIssuerSpec, secretNamespace string, secrets SecretReader) (issuer.Client, error)
+
+// issuerRef is what an ImportJob resolved its issuerRef to.
+type issuerRef struct {
+	// Name is "TokenIssuer/<ns>/<name>" or "ClusterTokenIssuer/<name>", for logs and metrics.
+	Name            string
+	Spec            jobtokenv1alpha1.TokenIssuerSpec
+	Status          jobtokenv1alpha1.TokenIssuerStatus
+	SecretNamespace string
+	Generation      int64
+	UID             types.UID
+}
+
+// getIssuer reads the issuer an ImportJob names. A missing issuer is reported with a
+// NotFound error.
+func getIssuer(ctx context.Context, c client.Reader, job *jobtokenv1alpha1.ImportJob, vaultNamespace string) (*issuerRef, error) {
+	ref := job.Spec.IssuerRef
+	switch ref.Kind {
+	case jobtokenv1alpha1.IssuerKindClusterTokenIssuer:
+		obj := &jobtokenv1alpha1.ClusterTokenIssuer{}
+		if err := c.Get(ctx, client.ObjectKey{Name: ref.Name}, obj); err != nil {
+			return nil, err
+		}
+		return &issuerRef{Name: "ClusterTokenIssuer/" + obj.Name, Spec: obj.Spec, Status: obj.Status,
+			SecretNamespace: vaultNamespace, Generation: obj.Generation, UID: obj.UID}, nil
+	default:
+		obj := &jobtokenv1alpha1.TokenIssuer{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: ref.Name}, obj); err != nil {
+			return nil, err
+		}
+		return &issuerRef{Name: "TokenIssuer/" + obj.Namespace + "/" + obj.Name, Spec: obj.Spec, Status: obj.Status,
+			SecretNamespace: obj.Namespace, Generation: obj.Generation, UID: obj.UID}, nil
+	}
+}
+
+// ready tells whether the issuer controller found the issuer usable, with its message.
+func (i *issuerRef) ready() (bool, string) {
+	c := meta.FindStatusCondition(i.Status.Conditions, jobtokenv1alpha1.ConditionReady)
+	if c == nil {
+		return false, "the issuer has not been checked yet"
+	}
+	if c.ObservedGeneration != 0 && c.ObservedGeneration != i.Generation {
+		return false, "the issuer's latest spec has not been checked yet"
+	}
+	return c.Status == "True", c.Message
+}
+
+// clientCache keeps one client per issuer, so discovery and connections are reused
+// across jobs; an entry is rebuilt when the issuer changes or after maxAge, which
+// picks up a rotated client secret.
+type clientCache struct {
+	factory IssuerClientFactory
+	secrets SecretReader
+	maxAge  time.Duration
+
+	mu      sync.Mutex
+	entries map[types.UID]clientCacheEntry
+}
+
+type clientCacheEntry struct {
+	generation int64
+	built      time.Time
+	client     issuer.Client
+}
+
+func newClientCache(factory IssuerClientFactory, secrets SecretReader, maxAge time.Duration) *clientCache {
+	return &clientCache{factory: factory, secrets: secrets, maxAge: maxAge, entries: map[types.UID]clientCacheEntry{}}
+}
+
+func (c *clientCache) get(ctx context.Context, ref *issuerRef, now time.Time) (issuer.Client, error) {
+	c.mu.Lock()
+	e, ok := c.entries[ref.UID]
+	c.mu.Unlock()
+	if ok && e.generation == ref.Generation && now.Sub(e.built) < c.maxAge {
+		return e.client, nil
+	}
+	cl, err := c.factory(ctx, ref.Spec, ref.SecretNamespace, c.secrets)
+	if err != nil {
+		return nil, err
+	}
+	cl = instrumentedClient{Client: cl, name: ref.Name}
+	c.mu.Lock()
+	c.entries[ref.UID] = clientCacheEntry{generation: ref.Generation, built: now, client: cl}
+	c.mu.Unlock()
+	return cl, nil
+}
+
+// readSecretKey reads one key of a Secret, with errors that name the Secret and key.
+func readSecretKey(ctx context.Context, secrets SecretReader, namespace, name, key string) (string, error) {
+	s := &corev1.Secret{}
+	if err := secrets.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", &secretError{reason: jobtokenv1alpha1.ReasonSecretNotFound, msg: fmt.Sprintf("Secret %s/%s not found", namespace, name)}
+		}
+		return "", fmt.Errorf("read Secret %s/%s: %w", namespace, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok || len(v) == 0 {
+		return "", &secretError{reason: jobtokenv1alpha1.ReasonSecretKeyMissing, msg: fmt.Sprintf("Secret %s/%s has no key %q", namespace, name, key)}
+	}
+	return string(v), nil
+}
+
+// secretError is a missing Secret or key: the user must create it, so the caller waits
+// (a Secret created later is picked up by the periodic re-check).
+type secretError struct {
+	reason string
+	msg    string
+}
+
+func (e *secretError) Error() string { return e.msg }
+
+func keyOr(key, def string) string {
+	if key == "" {
+		return def
+	}
+	return key
+}

@@ -1,0 +1,342 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/manager"
+	"github.com/jobtoken/jobtoken/internal/testenv"
+)
+
+// The integration tests run the real manager against the real kube-apiserver (envtest)
+// and the development issuer on 127.0.0.1. There is no kubelet or job controller: tests
+// mark the batch Job Complete or Failed themselves and create pods by hand.
+
+const (
+	vaultNamespace = "jobtoken-system"
+	clientID       = "jobs"
+	clientSecret   = "jobs-secret"
+	userName       = "importer"
+	userPassword   = "importer-password"
+	// revocationBudget is short so a failing revocation releases the finalizer quickly.
+	revocationBudget = 6 * time.Second
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop control plane:", err)
+	}
+	os.Exit(code)
+}
+
+// syncBuffer collects the manager's log lines for the token-leak scan.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// harness is one test's issuer, namespace and manager(s).
+type harness struct {
+	t      *testing.T
+	ctx    context.Context
+	ns     string
+	issuer *devissuer.Server
+	logs   *syncBuffer
+	stops  []func()
+}
+
+type harnessOptions struct {
+	issuer devissuer.Config
+}
+
+func newHarness(t *testing.T, opts harnessOptions) *harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cfg := opts.issuer
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = 4 * time.Second
+	}
+	cfg.Clients = map[string]string{clientID: clientSecret}
+	cfg.Users = map[string]string{userName: userPassword}
+	srv, err := devissuer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, ctx: ctx, issuer: srv, logs: &syncBuffer{}}
+	t.Cleanup(func() {
+		for i := len(h.stops) - 1; i >= 0; i-- {
+			h.stops[i]()
+		}
+		_ = srv.Close()
+	})
+
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-"}}
+	h.must(env.Client.Create(ctx, nsObj))
+	h.ns = nsObj.Name
+	h.must(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "client"},
+		Data:       map[string][]byte{"client-secret": []byte(clientSecret)},
+	}))
+	h.must(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "user"},
+		Data:       map[string][]byte{"username": []byte(userName), "password": []byte(userPassword)},
+	}))
+	h.must(env.Client.Create(ctx, &jobtokenv1alpha1.TokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			IssuerURL: srv.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
+		}},
+	}))
+	return h
+}
+
+func (h *harness) must(err error) {
+	h.t.Helper()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+type managerOptions struct {
+	leaderElection bool
+	name           string
+}
+
+// startManager runs the operator's manager until the test ends or the returned stop is called.
+func (h *harness) startManager(opts managerOptions) (stop func()) {
+	h.t.Helper()
+	logger := zap.New(zap.WriteTo(h.logs), zap.UseDevMode(true))
+	if opts.name != "" {
+		logger = logger.WithValues("manager", opts.name)
+	}
+	mgr, err := manager.New(env.Config, manager.Options{
+		VaultNamespace:     vaultNamespace,
+		LeaderElection:     opts.leaderElection,
+		LeaseDuration:      4 * time.Second,
+		RenewDeadline:      3 * time.Second,
+		RetryPeriod:        500 * time.Millisecond,
+		Metrics:            metricsserver.Options{BindAddress: "0"},
+		Logger:             &logger,
+		SkipNameValidation: true,
+	})
+	h.must(err)
+	h.must(SetupAll(mgr, Config{
+		VaultNamespace:      vaultNamespace,
+		IssuerCheckInterval: time.Second,
+		RevocationBudget:    revocationBudget,
+		MaxRetryBackoff:     4 * time.Second,
+		OrphanSweepInterval: 2 * time.Second,
+		OrphanGrace:         time.Second,
+	}))
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			h.t.Errorf("manager stopped: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				h.t.Errorf("manager did not stop within 30s")
+			}
+		})
+	}
+	h.stops = append(h.stops, stop)
+	return stop
+}
+
+// importJob returns an ImportJob on the harness issuer with fast rotation settings.
+func (h *harness) importJob(name string, grant jobtokenv1alpha1.GrantType) *jobtokenv1alpha1.ImportJob {
+	job := &jobtokenv1alpha1.ImportJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
+		Spec: jobtokenv1alpha1.ImportJobSpec{
+			IssuerRef:   jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: "dev"},
+			Credentials: jobtokenv1alpha1.CredentialsSpec{Grant: grant},
+			Rotation: jobtokenv1alpha1.RotationSpec{
+				Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second},
+			},
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "worker", Image: "busybox"}},
+			}}}},
+		},
+	}
+	if grant == jobtokenv1alpha1.GrantPassword {
+		job.Spec.Credentials.Password = &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}}
+	}
+	return job
+}
+
+func (h *harness) getJob(name string) *jobtokenv1alpha1.ImportJob {
+	h.t.Helper()
+	job := &jobtokenv1alpha1.ImportJob{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, job))
+	return job
+}
+
+// eventually polls cond every 100ms until it holds or the timeout passes.
+func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func conditionTrue(job *jobtokenv1alpha1.ImportJob, t string) bool {
+	return meta.IsStatusConditionTrue(job.Status.Conditions, t)
+}
+
+func (h *harness) workerSecret(job *jobtokenv1alpha1.ImportJob) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: workerSecretName(job)}, s)
+	return s, err
+}
+
+func (h *harness) vaultSecret(job *jobtokenv1alpha1.ImportJob) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: vaultNamespace, Name: vaultSecretName(job)}, s)
+	return s, err
+}
+
+// markJob sets the batch Job's terminal condition, as the job controller would.
+func (h *harness) markJob(name string, t batchv1.JobConditionType) {
+	h.t.Helper()
+	j := &batchv1.Job{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, j))
+	now := metav1.Now()
+	if j.Status.StartTime == nil {
+		j.Status.StartTime = &now
+	}
+	conds := []batchv1.JobCondition{}
+	switch t {
+	case batchv1.JobComplete:
+		conds = append(conds, batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
+			batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now})
+		j.Status.CompletionTime = &now
+		j.Status.Succeeded = 1
+	case batchv1.JobFailed:
+		conds = append(conds, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "BackoffLimitExceeded"},
+			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "BackoffLimitExceeded"})
+		j.Status.Failed = 1
+	}
+	j.Status.Conditions = conds
+	h.must(env.Client.Status().Update(h.ctx, j))
+}
+
+// createPod adds a running pod of the batch Job, as the job controller would.
+func (h *harness) createPod(job *batchv1.Job, name string) *corev1.Pod {
+	h.t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: h.ns, Name: name, Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *job.Spec.Template.Spec.DeepCopy(),
+	}
+	h.must(env.Client.Create(h.ctx, pod))
+	return pod
+}
+
+// assertNoReuse checks the issuer never saw a refresh token replayed.
+func (h *harness) assertNoReuse() {
+	h.t.Helper()
+	if c := h.issuer.Counters(); c.RefreshReuse != 0 {
+		h.t.Errorf("the issuer saw %d refresh-token replays, want 0", c.RefreshReuse)
+	}
+}
+
+// events returns the notes of the events about an object, with their reasons.
+func (h *harness) events(name string) []string {
+	h.t.Helper()
+	var out []string
+	list := &corev1.EventList{}
+	h.must(env.Client.List(h.ctx, list, client.InNamespace(h.ns)))
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name || e.Regarding.Name == name {
+			out = append(out, e.Reason+": "+e.Message+e.Note)
+		}
+	}
+	return out
+}
+
+func hasEvent(events []string, reason string) bool {
+	for _, e := range events {
+		if strings.HasPrefix(e, reason+":") {
+			return true
+		}
+	}
+	return false
+}
+
+func controllerutilContains(list []string, s string) bool { return slices.Contains(list, s) }
+
+func metav1IsControlledBy(obj metav1.Object, owner metav1.Object) bool {
+	return metav1.IsControlledBy(obj, owner)
+}
+
+func metav1ObjectMeta(ns, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: ns, Name: name}
+}
+
+func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o600) }
