@@ -209,15 +209,15 @@ type ImportJobSpec struct {
 type ImportJobPhase string
 
 const (
-	// PhasePending: waiting for the issuer, minting the first token, or creating the Job.
+	// PhasePending means waiting for the issuer, minting the first token, or creating the Job.
 	PhasePending ImportJobPhase = "Pending"
-	// PhaseRunning: the Job runs and its token is kept fresh.
+	// PhaseRunning means the Job runs and its token is kept fresh.
 	PhaseRunning ImportJobPhase = "Running"
-	// PhaseSucceeded: the Job completed; tokens revoked.
+	// PhaseSucceeded means the Job completed; tokens revoked.
 	PhaseSucceeded ImportJobPhase = "Succeeded"
-	// PhaseFailed: the Job failed, or the job's credentials could not be obtained; tokens revoked.
+	// PhaseFailed means the Job failed, or the job's credentials could not be obtained; tokens revoked.
 	PhaseFailed ImportJobPhase = "Failed"
-	// PhaseExpired: maxLifetime was reached; tokens revoked while the Job may still run.
+	// PhaseExpired means maxLifetime was reached; tokens revoked while the Job may still run.
 	PhaseExpired ImportJobPhase = "Expired"
 )
 
@@ -318,8 +318,4 @@ type ImportJobList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ImportJob `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ImportJob{}, &ImportJobList{})
 }

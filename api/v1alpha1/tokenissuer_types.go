@@ -233,7 +233,3 @@ type ClusterTokenIssuerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterTokenIssuer `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&TokenIssuer{}, &TokenIssuerList{}, &ClusterTokenIssuer{}, &ClusterTokenIssuerList{})
-}
