@@ -12,11 +12,29 @@
 //   - a session maximum ends every chain at a fixed time however often it is refreshed,
 //     and refresh_expires_in shrinks towards it (Keycloak SSO Session Max);
 //   - users can log out, which ends their own sessions, including families exchanged
-//     from their tokens (RFC 8693 exchange joins the subject token's session);
+//     from their tokens: an RFC 8693 exchange joins the subject token's session, like
+//     Keycloak 26.2 standard token exchange (Config.ExchangeOwnSession opts out);
 //   - faults: latency, 503s, an issuer that is down, and a refresh that is committed
 //     but whose answer is lost.
 //
+// Endpoints (URL() is the issuer identifier):
+//
+//	GET  /.well-known/openid-configuration, /.well-known/oauth-authorization-server
+//	GET  /jwks
+//	POST /token        password, client_credentials (no refresh token), refresh_token,
+//	                   urn:ietf:params:oauth:grant-type:token-exchange
+//	POST /revoke       RFC 7009; a refresh token takes its whole family with it
+//	POST /introspect   RFC 7662
+//	POST /logout       ?user=NAME (the user logs out everywhere), or refresh_token plus
+//	                   client authentication (ends that token's session)
+//	POST /authn/login-with-expiry, /authn/refresh, /authn/logout   FOLIO authn
+//	GET|POST /api/records   protected resource; 401 reasons invalid, unknown_kid,
+//	                   expired, revoked
+//	GET  /admin/counters; POST /admin/rotate-key; GET|POST /admin/faults;
+//	POST /admin/logout (same as /logout)
+//
 // All times come from the injected clock, except fault latency, which is real time.
+// Token times are whole seconds, like Keycloak: expires_in equals the TTL exactly.
 // Token bytes are never logged.
 package devissuer
 
@@ -45,6 +63,7 @@ const (
 // Config configures a Server. Zero fields take the defaults above.
 type Config struct {
 	// AccessTokenTTL is the access token lifetime, capped by the session end. Default 20s.
+	// All three durations are rounded up to whole seconds, the unit of exp and expires_in.
 	AccessTokenTTL time.Duration
 	// RefreshTokenTTL is the lifetime of each refresh token. Sliding: each refresh gives a
 	// new refresh token with this TTL, capped by the session end. Default 10m.
@@ -67,6 +86,12 @@ type Config struct {
 	Clock clock.Clock
 	// Leeway is the exp leeway at the protected resource. Default 2s; negative means none.
 	Leeway time.Duration
+	// ExchangeOwnSession gives a token-exchange family a session of its own: its own
+	// session maximum counted from the exchange, and the user's logout does not end it.
+	// Default false: the family joins the subject token's session, like Keycloak 26.2
+	// standard token exchange (same session maximum, ends with the user's logout).
+	// (Addition to the original sketch.)
+	ExchangeOwnSession bool
 	// Logger receives events (family revoked, reuse detected, key rotated, faults set).
 	// Never token bytes. Nil discards. (Addition to the original sketch.)
 	Logger *slog.Logger
@@ -111,6 +136,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RefreshTokenTTL == 0 {
 		cfg.RefreshTokenTTL = DefaultRefreshTokenTTL
 	}
+	// Token times are whole seconds (JWT NumericDate, expires_in).
+	cfg.AccessTokenTTL = ceilSecond(cfg.AccessTokenTTL)
+	cfg.RefreshTokenTTL = ceilSecond(cfg.RefreshTokenTTL)
+	cfg.SessionMax = ceilSecond(cfg.SessionMax)
 	if cfg.Tenant == "" {
 		cfg.Tenant = DefaultTenant
 	}
@@ -148,6 +177,14 @@ func New(cfg Config) (*Server, error) {
 	s.keys = []*signingKey{key}
 	s.handler = s.routes()
 	return s, nil
+}
+
+// ceilSecond rounds d up to a whole second.
+func ceilSecond(d time.Duration) time.Duration {
+	if r := d % time.Second; r != 0 {
+		d += time.Second - r
+	}
+	return d
 }
 
 func copyMap(m map[string]string) map[string]string {

@@ -1,6 +1,7 @@
 package devissuer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -35,13 +36,16 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON accepts Latency as a duration string ("250ms") or integer nanoseconds.
+// Unknown fields are an error, so that a misspelt fault is not silently ignored.
 func (f *Faults) UnmarshalJSON(b []byte) error {
 	type plain Faults
 	aux := struct {
 		*plain
 		Latency json.RawMessage `json:"latency"`
 	}{plain: (*plain)(f)}
-	if err := json.Unmarshal(b, &aux); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&aux); err != nil {
 		return err
 	}
 	f.Latency = 0

@@ -211,8 +211,11 @@ func (s *Server) clientCredentialsLocked(form url.Values, client, iss string) (*
 }
 
 // exchangeLocked is RFC 8693: the subject token must be an active access token of this
-// issuer that is in memory. The new family belongs to the same user and joins the
-// subject's session (same session maximum, ends with the user's logout).
+// issuer that is in memory. The new family belongs to the same user (same sub). By
+// default it joins the subject token's session, as Keycloak 26.2 standard token exchange
+// does: same session maximum, and it ends with the user's logout (LogoutUser, /logout,
+// a logout of that session). With Config.ExchangeOwnSession it starts a session of its
+// own instead: its own session maximum from now, untouched by the user's logout.
 func (s *Server) exchangeLocked(form url.Values, client, iss string) (*issued, *grantError) {
 	st := form.Get("subject_token")
 	if st == "" {
@@ -238,7 +241,12 @@ func (s *Server) exchangeLocked(form url.Values, client, iss string) (*issued, *
 	if dead, _ := sf.ended(now); dead {
 		return nil, invalidGrant(descSessionNotAct)
 	}
-	f := s.newFamilyLocked(sf.session, kindOAuth, GrantKeyTokenExchange, client, sf.subject, scopeOf(form, sf.scope), form["audience"])
+	ss := sf.session
+	if s.cfg.ExchangeOwnSession {
+		ss = s.newSessionLocked(sf.user, now)
+		ss.exchangedFrom = sf.session.id
+	}
+	f := s.newFamilyLocked(ss, kindOAuth, GrantKeyTokenExchange, client, sf.subject, scopeOf(form, sf.scope), form["audience"])
 	return s.mustIssueLocked(f, iss, true, now)
 }
 
@@ -451,7 +459,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":                      []string{"token"},
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{"RS256"},
-		"scopes_supported": []string{"openid", "profile", "offline_access"},
-		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id", "azp", "sid", "preferred_username"},
+		"scopes_supported":                              []string{"openid", "profile", "offline_access"},
+		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "jti", "scope", "client_id", "azp", "sid", "preferred_username"},
 	})
 }

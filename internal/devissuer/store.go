@@ -21,15 +21,19 @@ const (
 )
 
 // session is what a login creates (password grant, FOLIO login, client_credentials).
-// Token exchange adds a family to the subject token's session, like Keycloak's standard
-// token exchange, so it shares the session maximum and dies with the user's logout.
+// Token exchange adds a family to the subject token's session, like Keycloak 26.2 standard
+// token exchange, so it shares the session maximum and ends with the user's logout; with
+// Config.ExchangeOwnSession it creates a session of its own instead.
 type session struct {
-	id       string
-	user     string // "" for a client's own session (client_credentials)
-	start    time.Time
-	end      time.Time // zero: no maximum
-	ended    bool      // logged out
-	families map[string]*family
+	id    string
+	user  string    // "" for a client's own session (client_credentials)
+	start time.Time // whole seconds
+	end   time.Time // zero: no maximum
+	ended bool      // logged out
+	// exchangedFrom is the subject token's session id when a token exchange created this
+	// session (Config.ExchangeOwnSession); LogoutUser leaves such sessions alone.
+	exchangedFrom string
+	families      map[string]*family
 }
 
 // family is one refresh chain: every token minted from one grant and its refreshes.
@@ -98,6 +102,7 @@ func (f *family) killed() bool { return f.revoked != "" || f.session.ended }
 
 func (s *Server) newSessionLocked(user string, now time.Time) *session {
 	s.pruneLocked(now) // before the new session exists: it has no records yet
+	now = wholeSeconds(now)
 	ss := &session{id: randomID(), user: user, start: now, families: map[string]*family{}}
 	if s.cfg.SessionMax > 0 {
 		ss.end = now.Add(s.cfg.SessionMax)
@@ -143,12 +148,15 @@ type atClaims struct {
 
 // issueLocked mints an access token and, when withRefresh, a refresh token for f.
 // Caller holds s.mu.
+//
+// Like Keycloak, it counts in whole seconds: iat is now rounded down, exp is iat plus the
+// TTL (capped by the session end), so expires_in is exactly the TTL.
 func (s *Server) issueLocked(f *family, iss string, withRefresh bool, now time.Time) (*issued, error) {
+	now = wholeSeconds(now)
 	atExp := now.Add(s.cfg.AccessTokenTTL)
 	if end := f.session.end; !end.IsZero() && end.Before(atExp) {
 		atExp = end
 	}
-	atExp = time.Unix(atExp.Unix(), 0) // the JWT carries whole seconds
 	key := s.keys[len(s.keys)-1]
 	aud := append([]string{f.clientID}, f.audience...)
 	claims := atClaims{
@@ -195,6 +203,9 @@ func (s *Server) issueLocked(f *family, iss string, withRefresh bool, now time.T
 	}
 	return out, nil
 }
+
+// wholeSeconds rounds t down to a whole Unix second (and drops the monotonic reading).
+func wholeSeconds(t time.Time) time.Time { return time.Unix(t.Unix(), 0) }
 
 func secondsUntil(now, t time.Time) int64 {
 	d := t.Sub(now)
@@ -298,16 +309,18 @@ func (s *Server) endSessionLocked(ss *session, now time.Time) int {
 	return n
 }
 
-// LogoutUser ends the user's own sessions: families minted with that user's password
-// grant or FOLIO login, and families exchanged from that user's tokens. It returns the
-// number of live families ended.
+// LogoutUser ends the user's own sessions, like the user logging out everywhere: every
+// family minted by the user's password grant or FOLIO login, and the families exchanged
+// from the user's tokens (RFC 8693), which live in the user's session; only with
+// Config.ExchangeOwnSession do exchanged families survive. It returns the number of live
+// families ended.
 func (s *Server) LogoutUser(username string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
 	n := 0
 	for _, ss := range s.sessions {
-		if ss.user != "" && ss.user == username {
+		if ss.user != "" && ss.user == username && ss.exchangedFrom == "" {
 			n += s.endSessionLocked(ss, now)
 		}
 	}
