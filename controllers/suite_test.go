@@ -313,8 +313,8 @@ func (h *harness) events(name string) []string {
 	list := &corev1.EventList{}
 	h.must(env.Client.List(h.ctx, list, client.InNamespace(h.ns)))
 	for _, e := range list.Items {
-		if e.InvolvedObject.Name == name || e.Regarding.Name == name {
-			out = append(out, e.Reason+": "+e.Message+e.Note)
+		if e.InvolvedObject.Name == name {
+			out = append(out, e.Reason+": "+e.Message)
 		}
 	}
 	return out
