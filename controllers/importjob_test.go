@@ -122,10 +122,36 @@ func TestLifecycle(t *testing.T) {
 	// At least 5 rotations with a 4s token rotated at half its life.
 	first := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
 	seen.add(first)
+	// Measure how long before the old token's expiry each new token was written.
+	var margins []time.Duration
+	lastRev, lastExpiry := int64(-1), time.Time{}
 	h.eventually(40*time.Second, "5 rotations", func() bool {
 		seen.record(h, job)
+		if s, err := h.workerSecret(job); err == nil {
+			rev, _ := strconv.ParseInt(s.Annotations[jobtokenv1alpha1.AnnotationTokenRevision], 10, 64)
+			if rev != lastRev {
+				if lastRev >= 0 {
+					margins = append(margins, time.Until(lastExpiry))
+				}
+				lastRev = rev
+				lastExpiry, _ = time.Parse(time.RFC3339, string(s.Data[jobtokenv1alpha1.KeyExpiresAt]))
+			}
+		}
 		return h.getJob(job.Name).Status.Rotations >= 5
 	})
+	if len(margins) == 0 {
+		t.Fatal("no rotation was observed")
+	}
+	minMargin := margins[0]
+	for _, m := range margins {
+		minMargin = min(minMargin, m)
+	}
+	// expires_at has whole seconds, the poll 100ms: allow that much below the 1s budget.
+	if minMargin < time.Second-1100*time.Millisecond {
+		t.Errorf("a new token was written only %s before the old one expired (budget 1s)", minMargin)
+	}
+	t.Logf("new token written before the old one expired: min %s over %d rotations (4s tokens, fraction 0.5, budget 1s): %v",
+		minMargin.Round(time.Millisecond), len(margins), roundAll(margins))
 	job = h.getJob(job.Name)
 	if !conditionTrue(job, jobtokenv1alpha1.ConditionReady) || job.Status.Phase != jobtokenv1alpha1.PhaseRunning {
 		t.Errorf("not Ready/Running after rotations: phase %s, conditions %+v", job.Status.Phase, job.Status.Conditions)
@@ -626,4 +652,12 @@ func TestRefusedAndWaiting(t *testing.T) {
 	if j := h.getJob(waitJob.Name); conditionTrue(j, jobtokenv1alpha1.ConditionStalled) || j.Status.Phase != jobtokenv1alpha1.PhasePending {
 		t.Errorf("a missing issuer must be waited for, not failed: %+v", j.Status)
 	}
+}
+
+func roundAll(ds []time.Duration) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(100 * time.Millisecond).String()
+	}
+	return out
 }
