@@ -11,6 +11,9 @@ K8S_VERSION ?= 1.37.2
 ENVTEST_ASSETS := $(BIN)/k8s/$(K8S_VERSION)-linux-amd64
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 
+HYDRA_VERSION ?= v2.3.0
+export HYDRA_BIN := $(BIN)/hydra/$(HYDRA_VERSION)/hydra
+
 CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
@@ -66,9 +69,20 @@ verify: manifests generate fmt ## Fail when generated files or formatting are ou
 envtest: ## Build kube-apiserver, kubectl and etcd for envtest from the Go module proxy into bin/k8s.
 	./hack/build-envtest.sh $(ENVTEST_ASSETS)
 
+.PHONY: hydra
+hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the interop tests).
+	./hack/build-hydra.sh $(dir $(HYDRA_BIN))
+
 .PHONY: test
-test: manifests generate envtest ## Run every test against the real kube-apiserver (race detector on).
+test: manifests generate envtest hydra ## Run every test against the real kube-apiserver and Hydra (race detector on).
+	@mkdir -p $(BIN)
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./... 2>&1 | tee $(BIN)/test.log
+
+FUZZ_TIME ?= 30s
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZ_TIME.
+	go test ./internal/issuer -run '^$$' -fuzz '^FuzzParseOAuth2TokenResponse$$' -fuzztime $(FUZZ_TIME)
+	go test ./internal/issuer -run '^$$' -fuzz '^FuzzParseFOLIOResponse$$' -fuzztime $(FUZZ_TIME)
 
 ##@ Build
 
