@@ -69,6 +69,11 @@ verify: manifests generate fmt ## Fail when generated files or formatting are ou
 envtest: ## Build kube-apiserver, kubectl and etcd for envtest from the Go module proxy into bin/k8s.
 	./hack/build-envtest.sh $(ENVTEST_ASSETS)
 
+DEMO_FLAGS ?=
+.PHONY: demo
+demo: envtest ## Run the seed's long import with and without jobtoken (about 4 minutes; DEMO_FLAGS="--help" lists the flags).
+	go run ./cmd/demo $(DEMO_FLAGS)
+
 .PHONY: hydra
 hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the interop tests).
 	./hack/build-hydra.sh $(dir $(HYDRA_BIN))
