@@ -16,6 +16,8 @@ export HYDRA_BIN := $(BIN)/hydra/$(HYDRA_VERSION)/hydra
 
 CONTROLLER_GEN_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+CRD_REF_DOCS_VERSION ?= v0.3.0
+CRD_REF_DOCS := $(BIN)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
@@ -58,11 +60,15 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint.
 lint-fix: $(GOLANGCI_LINT) ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
+.PHONY: api-docs
+api-docs: $(CRD_REF_DOCS) ## Generate the API reference (docs/api-reference.md) from the Go types.
+	$(CRD_REF_DOCS) --source-path=api/v1alpha1 --config=hack/api-docs/config.yaml --renderer=markdown --output-path=docs/api-reference.md
+
 .PHONY: verify
-verify: manifests generate fmt ## Fail when generated files or formatting are out of date.
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum '*.go')" ]; then \
+verify: manifests generate fmt api-docs ## Fail when generated files or formatting are out of date.
+	@if [ -n "$$(git status --porcelain -- api config docs/api-reference.md go.mod go.sum '*.go')" ]; then \
 		echo "verify: the tree changed; run 'make manifests generate fmt' and commit:"; \
-		git status --porcelain -- api config go.mod go.sum '*.go'; git diff --stat; exit 1; \
+		git status --porcelain -- api config docs/api-reference.md go.mod go.sum '*.go'; git diff --stat; exit 1; \
 	fi
 
 .PHONY: envtest
@@ -134,3 +140,8 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN)/.tmp-golangci-lint go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(BIN)/.tmp-golangci-lint/golangci-lint $@ && rmdir $(BIN)/.tmp-golangci-lint
+
+$(CRD_REF_DOCS):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.tmp-crd-ref-docs go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)
+	mv $(BIN)/.tmp-crd-ref-docs/crd-ref-docs $@ && rmdir $(BIN)/.tmp-crd-ref-docs
