@@ -244,7 +244,6 @@ func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ct
 		r.stepResolveIssuer,
 		r.stepEnsureTokens,
 		r.stepRotate,
-		r.stepRetireOldChain,
 		r.stepWorkerSecret,
 		r.stepBatchJob,
 		r.stepNudgePods,
@@ -395,11 +394,10 @@ func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why st
 		return err
 	}
 	first := s.vault.Generation == 0
-	oldRefresh := s.vault.RefreshToken
+	// The replaced chain is not revoked: on Keycloak, revoking a refresh token detaches
+	// the client from all of the user's sessions (the new chain included), and on Okapi a
+	// logout with a spent token can be taken for a leak. It ends at its own expiry.
 	s.vault.setTokens(ts)
-	if !first && oldRefresh != "" && oldRefresh != ts.RefreshToken {
-		s.vault.RetiredRefreshToken, s.vault.RetiredAt = oldRefresh, s.now
-	}
 	if !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
 		s.vault.GrantRedeemed = true
 	}
@@ -562,24 +560,6 @@ func (r *ImportJobReconciler) clearRotateNow(ctx context.Context, s *scope) erro
 	}
 	s.job.Status = *status
 	return nil
-}
-
-// stepRetireOldChain revokes the refresh token of a chain replaced by a re-mint, once
-// the new token had its propagation budget to reach the workers.
-func (r *ImportJobReconciler) stepRetireOldChain(ctx context.Context, s *scope) error {
-	if s.vault.RetiredRefreshToken == "" {
-		return nil
-	}
-	due := s.vault.RetiredAt.Add(propagationBudget(s.job))
-	if s.now.Before(due) {
-		s.wakeIn(due.Sub(s.now))
-		return nil
-	}
-	if err := s.client.Revoke(ctx, issuer.Revocation{RefreshToken: s.vault.RetiredRefreshToken}); err != nil {
-		ctrl.LoggerFrom(ctx).Info("Revoking the replaced refresh chain failed; it ends at its own expiry", "error", err.Error())
-	}
-	s.vault.RetiredRefreshToken, s.vault.RetiredAt = "", time.Time{}
-	return r.vault().update(ctx, s.vault)
 }
 
 // stepWorkerSecret writes the access token for the workers, only when it changed.

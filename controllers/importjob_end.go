@@ -70,7 +70,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	}
 	st := &s.job.Status
 	revokeErr := error(nil)
-	if v != nil && (v.AccessToken != "" || v.RefreshToken != "" || v.RetiredRefreshToken != "") {
+	if v != nil && (v.AccessToken != "" || v.RefreshToken != "") {
 		if st.RevocationStartTime == nil {
 			st.RevocationStartTime = &metav1.Time{Time: s.now}
 		}
@@ -126,7 +126,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	return true, nil
 }
 
-// revokeTokens revokes the pair and any retired chain through the issuer's dialect.
+// revokeTokens revokes the pair through the issuer's dialect.
 // A token redeemed from the submitter is never revoked: only what the operator minted.
 func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vault) error {
 	if s.client == nil {
@@ -139,12 +139,6 @@ func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vau
 			return err
 		}
 		s.issuer, s.client = ref, cl
-	}
-	if v.RetiredRefreshToken != "" {
-		if err := s.client.Revoke(ctx, issuer.Revocation{RefreshToken: v.RetiredRefreshToken}); err != nil {
-			return err
-		}
-		v.RetiredRefreshToken = ""
 	}
 	if v.AccessToken == "" && v.RefreshToken == "" {
 		return nil

@@ -134,7 +134,7 @@ func (o *OrphanSweeper) isOrphan(ctx context.Context, s *corev1.Secret) (bool, e
 func (o *OrphanSweeper) revokeAndDelete(ctx context.Context, s *corev1.Secret) error {
 	log := ctrl.LoggerFrom(ctx).WithValues("secret", s.Name)
 	v := decodeVault(s)
-	if v.AccessToken != "" || v.RefreshToken != "" || v.RetiredRefreshToken != "" {
+	if v.AccessToken != "" || v.RefreshToken != "" {
 		if err := o.revoke(ctx, s, v); err != nil {
 			if !apierrors.IsNotFound(err) {
 				return fmt.Errorf("revoke orphaned chain of %s: %w", s.Name, err)
@@ -161,13 +161,8 @@ func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *vault) 
 	if err != nil {
 		return err
 	}
-	for _, r := range []issuer.Revocation{{RefreshToken: v.RetiredRefreshToken}, {AccessToken: v.AccessToken, RefreshToken: v.RefreshToken}} {
-		if r.AccessToken == "" && r.RefreshToken == "" {
-			continue
-		}
-		if err := cl.Revoke(ctx, r); err != nil {
-			return err
-		}
+	if err := cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken}); err != nil {
+		return err
 	}
 	revocations.WithLabelValues("success").Inc()
 	return nil

@@ -28,8 +28,6 @@ const (
 	vaultKeyExpiresAt        = "expires_at"
 	vaultKeyTokenType        = "token_type"
 	vaultKeyKeyID            = "kid"
-	vaultKeyRetiredRefresh   = "retired_refresh_token"
-	vaultKeyRetiredAt        = "retired_at"
 	inFlightOpRefresh        = "refresh"
 	inFlightOpRedeem         = "redeem"
 	vaultSecretNamePrefix    = "importjob-"
@@ -90,11 +88,6 @@ type vault struct {
 	ExpiresAt time.Time
 	TokenType string
 	KeyID     string
-	// RetiredRefreshToken is the refresh token of a chain replaced by a re-mint. It is
-	// revoked once the new token has had its propagation budget to reach the workers
-	// (revoking it at once could revoke the access token workers still use).
-	RetiredRefreshToken string
-	RetiredAt           time.Time
 	// GrantRedeemed is set once a one-shot grant input (TokenExchange, RefreshToken) was used.
 	GrantRedeemed bool
 }
@@ -106,10 +99,8 @@ func decodeVault(s *corev1.Secret) *vault {
 	v.ChainEndsAt = parseTime(s.Data[vaultKeyChainEndsAt])
 	v.IssuedAt = parseTime(s.Data[vaultKeyIssuedAt])
 	v.ExpiresAt = parseTime(s.Data[vaultKeyExpiresAt])
-	v.RetiredAt = parseTime(s.Data[vaultKeyRetiredAt])
 	v.TokenType = string(s.Data[vaultKeyTokenType])
 	v.KeyID = string(s.Data[vaultKeyKeyID])
-	v.RetiredRefreshToken = string(s.Data[vaultKeyRetiredRefresh])
 	v.Generation, _ = strconv.ParseInt(string(s.Data[vaultKeyGeneration]), 10, 64)
 	v.InFlight = string(s.Data[vaultKeyInFlight])
 	v.GrantRedeemed = string(s.Data[vaultKeyGrantRedeemed]) == "true"
@@ -126,10 +117,8 @@ func (v *vault) encode() map[string][]byte {
 	putTime(data, vaultKeyChainEndsAt, v.ChainEndsAt)
 	putTime(data, vaultKeyIssuedAt, v.IssuedAt)
 	putTime(data, vaultKeyExpiresAt, v.ExpiresAt)
-	putTime(data, vaultKeyRetiredAt, v.RetiredAt)
 	putString(data, vaultKeyTokenType, v.TokenType)
 	putString(data, vaultKeyKeyID, v.KeyID)
-	putString(data, vaultKeyRetiredRefresh, v.RetiredRefreshToken)
 	if v.GrantRedeemed {
 		data[vaultKeyGrantRedeemed] = []byte("true")
 	}

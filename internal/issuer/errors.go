@@ -10,17 +10,17 @@ import (
 type Class string
 
 const (
-	// ClassTransient: retry with backoff (5xx, network errors before sending, 429/503).
+	// ClassTransient means: retry with backoff (5xx, network errors before sending, 429/503).
 	ClassTransient Class = "Transient"
-	// ClassDeadChain: the refresh chain (or the grant's input) is dead for good
+	// ClassDeadChain means: the refresh chain (or the grant's input) is dead for good
 	// (invalid_grant, Keycloak "Token is not active", FOLIO 422 ...): re-mint with the
 	// grant where it allows, otherwise the credentials are lost.
 	ClassDeadChain Class = "DeadChain"
-	// ClassConfiguration: the issuer or client is misconfigured (invalid_client,
+	// ClassConfiguration means: the issuer or client is misconfigured (invalid_client,
 	// unauthorized_client, unsupported_grant_type, bad discovery, issuer mismatch).
 	// Retrying does not help until the spec or the Secret changes.
 	ClassConfiguration Class = "Configuration"
-	// ClassOutcomeUnknown: the request may have reached the issuer and been acted on
+	// ClassOutcomeUnknown means: the request may have reached the issuer and been acted on
 	// (timeout after sending, connection reset while reading the answer). A refresh
 	// with this outcome must never be replayed.
 	ClassOutcomeUnknown Class = "OutcomeUnknown"
