@@ -158,9 +158,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	o.Defaults()
 	start := time.Now()
 	say := func(format string, args ...any) {
-		fmt.Fprintf(o.Out, "[%6s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
+		_, _ = fmt.Fprintf(o.Out, "[%6s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
-	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.WorkDir, 0o750); err != nil {
 		return nil, err
 	}
 
@@ -194,7 +194,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stopManager, err := startManager(runCtx, env, logFile)
@@ -377,7 +377,7 @@ func startManager(ctx context.Context, env *testenv.Env, logTo io.Writer) (func(
 	go func() {
 		defer close(done)
 		if err := mgr.Start(mctx); err != nil {
-			fmt.Fprintln(logTo, "manager:", err)
+			_, _ = fmt.Fprintln(logTo, "manager:", err)
 		}
 	}()
 	return func() {
@@ -445,7 +445,7 @@ func passwordToken(ctx context.Context, issuerURL, user, pass string) (string, e
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var body struct {
 		AccessToken string `json:"access_token"`
 	}

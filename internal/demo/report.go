@@ -12,10 +12,10 @@ import (
 func (r *Report) Print(w io.Writer, o Options) {
 	b, j := r.Baseline, r.Jobtoken
 	row := func(what, base, jt, source string) {
-		fmt.Fprintf(w, "  %-34s %-14s %-14s %s\n", what, base, jt, source)
+		_, _ = fmt.Fprintf(w, "  %-34s %-14s %-14s %s\n", what, base, jt, source)
 	}
 	n := func(v int64) string { return fmt.Sprint(v) }
-	fmt.Fprintf(w, "\nResult after %s (access tokens %s, session maximum %s, %d workers per side)\n\n",
+	_, _ = fmt.Fprintf(w, "\nResult after %s (access tokens %s, session maximum %s, %d workers per side)\n\n",
 		r.Elapsed.Round(time.Second), o.AccessTTL, o.SessionMax, o.Workers)
 	row("", "baseline", "jobtoken", "source")
 	row("records imported", n(b.Imported.Load()), n(j.Imported.Load()), "workers (HTTP 200 from the import API)")
@@ -39,10 +39,10 @@ func (r *Report) Print(w io.Writer, o Options) {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, v))
 	}
 	sort.Strings(reasons)
-	fmt.Fprintf(w, "\n  import API (issuer counters): %d accepted, 401 by reason: %s; user logouts %d; signing-key rotations %d\n",
+	_, _ = fmt.Fprintf(w, "\n  import API (issuer counters): %d accepted, 401 by reason: %s; user logouts %d; signing-key rotations %d\n",
 		r.ResourceAccepted, strings.Join(reasons, " "), r.Logouts, r.KeyRotations)
 	if j.Unauthorized.Load() > 0 {
-		fmt.Fprintf(w, "  jobtoken 401s happen only in the seconds after the issuer's abrupt signing-key change, before the\n"+
+		_, _ = fmt.Fprintf(w, "  jobtoken 401s happen only in the seconds after the issuer's abrupt signing-key change, before the\n"+
 			"  rotated token reaches the file; the worker then retries with it, and no record is lost.\n")
 	}
 }
