@@ -115,7 +115,7 @@ KUBECTL ?= $(ENVTEST_ASSETS)/kubectl
 
 .PHONY: install
 install: manifests envtest ## Install the CRDs into the cluster in ~/.kube/config.
-	$(KUBECTL) apply -k config/crd
+	$(KUBECTL) apply --server-side -k config/crd
 
 .PHONY: uninstall
 uninstall: manifests envtest ## Remove the CRDs.
@@ -123,7 +123,7 @@ uninstall: manifests envtest ## Remove the CRDs.
 
 .PHONY: deploy
 deploy: manifests envtest ## Deploy the operator (config/default).
-	$(KUBECTL) apply -k config/default
+	$(KUBECTL) apply --server-side -k config/default
 
 .PHONY: undeploy
 undeploy: envtest ## Remove the operator.

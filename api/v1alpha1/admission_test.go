@@ -260,6 +260,23 @@ func TestKubectl(t *testing.T) {
 	if !strings.Contains(out, "READY") {
 		t.Errorf("kubectl get ti lacks the Ready column:\n%s", out)
 	}
+	// make install: the CRD kustomization applies (server-side: the ImportJob CRD embeds
+	// the pod spec and is too large for client-side apply's annotation).
+	out = kubectl("apply", "--server-side", "--force-conflicts", "-k", "config/crd")
+	if strings.Count(out, "customresourcedefinition.apiextensions.k8s.io/") != 3 {
+		t.Errorf("kubectl apply --server-side -k config/crd did not apply the 3 CRDs:\n%s", out)
+	}
+	// make deploy: config/default renders the manager with leader election and RBAC.
+	out = kubectl("kustomize", "config/default")
+	for _, want := range []string{"kind: Deployment", "--leader-elect", "name: jobtoken-manager-role", "namespace: jobtoken-system", "kind: CustomResourceDefinition", "POD_NAMESPACE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kubectl kustomize config/default lacks %q", want)
+		}
+	}
+	out = kubectl("kustomize", "config/prometheus")
+	if !strings.Contains(out, "kind: ServiceMonitor") {
+		t.Errorf("config/prometheus does not render a ServiceMonitor:\n%s", out)
+	}
 	out = kubectl("explain", "importjob.spec.rotation")
 	for _, want := range []string{"fraction", "propagationBudget", "maxLifetime", "nudgePods", "kubelet sync"} {
 		if !strings.Contains(out, want) {

@@ -54,7 +54,7 @@ func writeAtomic(dir string, files map[string][]byte) (bool, error) {
 		}
 		payload[filepath.Clean(p)] = data
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // a volume directory: every container user must traverse it
 		return false, fmt.Errorf("atomic writer: create %s: %w", dir, err)
 	}
 
@@ -199,7 +199,7 @@ func pathsToRemove(payload map[string][]byte, oldTsDir string) ([]string, error)
 func writePayload(tsDir string, payload map[string][]byte) error {
 	for p, data := range payload {
 		full := filepath.Join(tsDir, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil { //nolint:gosec // as the kubelet does
 			return fmt.Errorf("atomic writer: %w", err)
 		}
 		if err := os.WriteFile(full, data, FileMode); err != nil {
