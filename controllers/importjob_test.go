@@ -312,24 +312,6 @@ func TestRestartWithMarkerInFlight(t *testing.T) {
 	h.assertNoReuse()
 }
 
-// refreshAtIssuer redeems a refresh token directly, as the lost request did.
-func refreshAtIssuer(t *testing.T, h *harness, refresh string) string {
-	t.Helper()
-	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
-	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(clientID, clientSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return body.RefreshToken
-}
 
 // Group 4a: a session maximum shorter than the job; Password re-mints before it.
 func TestSessionMaximumRemint(t *testing.T) {
@@ -353,7 +335,7 @@ func TestSessionMaximumRemint(t *testing.T) {
 func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 12 * time.Second}})
 	h.startManager(managerOptions{})
-	handed := passwordGrantRefresh(t, h)
+	_, handed := passwordGrant(t, h)
 	h.must(env.Client.Create(h.ctx, &corev1.Secret{
 		ObjectMeta: metav1ObjectMeta(h.ns, "handover"),
 		Data:       map[string][]byte{"refresh_token": []byte(handed), "keep": []byte("x")},
@@ -395,26 +377,6 @@ func keysOf(m map[string][]byte) []string {
 	return out
 }
 
-// passwordGrantRefresh gets a refresh token the way a submitter would hand one over.
-func passwordGrantRefresh(t *testing.T, h *harness) string {
-	t.Helper()
-	form := url.Values{"grant_type": {"password"}, "username": {userName}, "password": {userPassword}}
-	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(clientID, clientSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		RefreshToken string `json:"refresh_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.RefreshToken == "" {
-		t.Fatalf("password grant gave no refresh token (%v)", err)
-	}
-	return body.RefreshToken
-}
 
 // Group 5: the issuer is down for 3 token lifetimes.
 func TestIssuerOutage(t *testing.T) {
@@ -660,4 +622,113 @@ func roundAll(ds []time.Duration) []string {
 		out[i] = d.Round(100 * time.Millisecond).String()
 	}
 	return out
+}
+
+// A vault Secret whose ImportJob vanished while the operator was down (finalizer removed
+// by hand) is revoked and deleted by the orphan sweep.
+func TestOrphanSweep(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	stop := h.startManager(managerOptions{})
+	job := h.importJob("orphan", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	stop()
+	job = h.getJob(job.Name)
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	access, refresh := string(vs.Data[vaultKeyAccessToken]), string(vs.Data[vaultKeyRefreshToken])
+	job.Finalizers = nil
+	h.must(env.Client.Update(h.ctx, job))
+	h.must(env.Client.Delete(h.ctx, job))
+	h.eventually(10*time.Second, "the ImportJob gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+	})
+	if !h.issuer.Active(refresh) {
+		t.Fatal("the refresh token died before the sweep: the test would prove nothing")
+	}
+
+	h.startManager(managerOptions{})
+	h.eventually(20*time.Second, "the orphaned vault Secret deleted", func() bool {
+		_, err := h.vaultSecret(job)
+		return apierrors.IsNotFound(err)
+	})
+	if h.issuer.Active(refresh) || h.issuer.Active(access) {
+		t.Errorf("the orphaned chain was deleted without being revoked")
+	}
+}
+
+// TokenExchange: the submitter's token is exchanged once and removed from its Secret;
+// the job's tokens are revoked at the end, the submitter's own token never is.
+func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: time.Minute}})
+	h.startManager(managerOptions{})
+	userAccess, _ := passwordGrant(t, h)
+	h.must(env.Client.Create(h.ctx, &corev1.Secret{
+		ObjectMeta: metav1ObjectMeta(h.ns, "submitter"),
+		Data:       map[string][]byte{"token": []byte(userAccess)},
+	}))
+	job := h.importJob("exchange", jobtokenv1alpha1.GrantTokenExchange)
+	job.Spec.Credentials.TokenExchange = &jobtokenv1alpha1.TokenExchangeGrant{
+		SubjectTokenSecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "submitter"},
+		SubjectTokenType:      "urn:ietf:params:oauth:token-type:access_token",
+	}
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	in := &corev1.Secret{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "submitter"}, in))
+	if _, ok := in.Data["token"]; ok {
+		t.Errorf("the submitter's token was not removed after the exchange")
+	}
+	ws, _ := h.workerSecret(job)
+	jobAccess := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	if jobAccess == "" || jobAccess == userAccess {
+		t.Fatalf("the workers did not get a token of their own")
+	}
+	h.markJob(job.Name, batchv1.JobComplete)
+	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
+	if h.issuer.Active(jobAccess) {
+		t.Errorf("the job's token is still active")
+	}
+	if !h.issuer.Active(userAccess) {
+		t.Errorf("revoking the job's tokens revoked the submitter's own token")
+	}
+	h.assertNoReuse()
+}
+
+
+// tokenRequest calls the issuer's token endpoint as the job's client and returns the
+// answer's access and refresh tokens (empty when refused).
+func tokenRequest(t *testing.T, h *harness, form url.Values) (access, refresh string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(clientID, clientSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.AccessToken, body.RefreshToken
+}
+
+// refreshAtIssuer redeems a refresh token directly, as a lost request did.
+func refreshAtIssuer(t *testing.T, h *harness, refresh string) string {
+	t.Helper()
+	_, rt := tokenRequest(t, h, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+	return rt
+}
+
+// passwordGrant logs the user in, as a submitter handing over a token would.
+func passwordGrant(t *testing.T, h *harness) (access, refresh string) {
+	t.Helper()
+	access, refresh = tokenRequest(t, h, url.Values{"grant_type": {"password"}, "username": {userName}, "password": {userPassword}})
+	if access == "" || refresh == "" {
+		t.Fatal("the password grant gave no tokens")
+	}
+	return access, refresh
 }
