@@ -312,7 +312,6 @@ func TestRestartWithMarkerInFlight(t *testing.T) {
 	h.assertNoReuse()
 }
 
-
 // Group 4a: a session maximum shorter than the job; Password re-mints before it.
 func TestSessionMaximumRemint(t *testing.T) {
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 8 * time.Second}})
@@ -376,7 +375,6 @@ func keysOf(m map[string][]byte) []string {
 	}
 	return out
 }
-
 
 // Group 5: the issuer is down for 3 token lifetimes.
 func TestIssuerOutage(t *testing.T) {
@@ -694,7 +692,6 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 	}
 	h.assertNoReuse()
 }
-
 
 // tokenRequest calls the issuer's token endpoint as the job's client and returns the
 // answer's access and refresh tokens (empty when refused).
