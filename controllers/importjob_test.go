@@ -251,9 +251,7 @@ func assertInjected(t *testing.T, bj *batchv1.Job, secretName string) {
 func TestCommitThenDropRemints(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
-	job := h.importJob("drop", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("drop", jobtokenv1alpha1.GrantPassword)
 
 	h.issuer.SetFaults(devissuer.Faults{CommitThenDrop: 1})
 	h.eventually(30*time.Second, "a re-mint after the dropped refresh", func() bool { return h.getJob(job.Name).Status.Remints >= 1 })
@@ -281,9 +279,7 @@ func sumMap(m map[string]int64) int64 {
 func TestRestartWithMarkerInFlight(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	stop := h.startManager(managerOptions{})
-	job := h.importJob("restart", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("restart", jobtokenv1alpha1.GrantPassword)
 	stop()
 	job = h.getJob(job.Name)
 
@@ -381,9 +377,7 @@ func TestIssuerOutage(t *testing.T) {
 	const ttl = 4 * time.Second
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: ttl}})
 	h.startManager(managerOptions{})
-	job := h.importJob("outage", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("outage", jobtokenv1alpha1.GrantPassword)
 
 	before := tokenRequestCount(h.issuer.Counters())
 	h.issuer.SetFaults(devissuer.Faults{Down: true})
@@ -428,9 +422,7 @@ func tokenRequestCount(c devissuer.Counters) int64 {
 func TestDeleteRevokes(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
-	job := h.importJob("delete", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("delete", jobtokenv1alpha1.GrantPassword)
 	ws, _ := h.workerSecret(job)
 	access := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
 	h.must(env.Client.Delete(h.ctx, job))
@@ -444,9 +436,7 @@ func TestDeleteRevokes(t *testing.T) {
 		t.Errorf("vault Secret left behind: %v", err)
 	}
 
-	job2 := h.importJob("delete-down", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job2))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job2.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job2 := h.runningJob("delete-down", jobtokenv1alpha1.GrantPassword)
 	job2 = h.getJob(job2.Name)
 	h.issuer.SetFaults(devissuer.Faults{Down: true})
 	start := time.Now()
@@ -519,9 +509,7 @@ func TestRotateAtOnce(t *testing.T) {
 	// Long tokens: any rotation within the test is due to the trigger, not the schedule.
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
 	h.startManager(managerOptions{})
-	job := h.importJob("keys", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("keys", jobtokenv1alpha1.GrantPassword)
 	oldKid := h.getJob(job.Name).Status.TokenKeyID
 	if oldKid == "" {
 		t.Fatal("status has no token key id")
@@ -627,9 +615,7 @@ func roundAll(ds []time.Duration) []string {
 func TestOrphanSweep(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	stop := h.startManager(managerOptions{})
-	job := h.importJob("orphan", jobtokenv1alpha1.GrantPassword)
-	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	job := h.runningJob("orphan", jobtokenv1alpha1.GrantPassword)
 	stop()
 	job = h.getJob(job.Name)
 	vs, err := h.vaultSecret(job)

@@ -3,7 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -42,22 +41,10 @@ const (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stop control plane:", err)
-	}
-	os.Exit(code)
+	testenv.RunTests(m, func(e *testenv.Env) error {
+		env = e
+		return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}})
+	})
 }
 
 // syncBuffer collects the manager's log lines for the token-leak scan.
@@ -197,6 +184,15 @@ func (h *harness) startManager(opts managerOptions) (stop func()) {
 	}
 	h.stops = append(h.stops, stop)
 	return stop
+}
+
+// runningJob creates an ImportJob with the grant and waits until it runs.
+func (h *harness) runningJob(name string, grant jobtokenv1alpha1.GrantType) *jobtokenv1alpha1.ImportJob {
+	h.t.Helper()
+	job := h.importJob(name, grant)
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, name+" running", func() bool { return h.getJob(name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	return h.getJob(name)
 }
 
 // importJob returns an ImportJob on the harness issuer with fast rotation settings.

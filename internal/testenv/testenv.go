@@ -100,3 +100,24 @@ func Start() (*Env, error) {
 	}
 	return &Env{Environment: env, Config: cfg, Client: c, KubectlPath: filepath.Join(assets, "kubectl")}, nil
 }
+
+// RunTests is a TestMain body: it starts the control plane, hands it to setup (which
+// keeps it and prepares shared objects), runs the tests, stops the control plane and
+// exits with the tests' code.
+func RunTests(m interface{ Run() int }, setup func(*Env) error) {
+	env, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := setup(env); err != nil {
+		fmt.Fprintln(os.Stderr, "test setup:", err)
+	} else {
+		code = m.Run()
+	}
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop control plane:", err)
+	}
+	os.Exit(code)
+}
