@@ -359,6 +359,10 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 	s.vault = v
 
 	switch {
+	case v.InFlight != "" && meta.IsStatusConditionTrue(s.job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost):
+		// Already reported; the marker stays so that the chain is never replayed.
+		s.stop = true
+		return nil
 	case v.InFlight != "":
 		// A request was under way when the previous pass ended without recording its
 		// outcome: the token it used may already be spent at the issuer.

@@ -715,3 +715,40 @@ func passwordGrant(t *testing.T, h *harness) (access, refresh string) {
 	}
 	return access, refresh
 }
+
+// A dead chain with a grant that cannot mint again is reported, not retried forever.
+func TestCredentialsLost(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	_, handed := passwordGrant(t, h)
+	h.must(env.Client.Create(h.ctx, &corev1.Secret{
+		ObjectMeta: metav1ObjectMeta(h.ns, "handover"),
+		Data:       map[string][]byte{"refresh_token": []byte(handed)},
+	}))
+	job := h.importJob("lost", jobtokenv1alpha1.GrantRefreshToken)
+	job.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+
+	// The user's logout ends the session the handed-over chain belongs to.
+	if n := h.issuer.LogoutUser(userName); n == 0 {
+		t.Fatal("the logout ended no session: the test would prove nothing")
+	}
+	h.eventually(20*time.Second, "CredentialsLost", func() bool {
+		return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionCredentialsLost)
+	})
+	requests := tokenRequestCount(h.issuer.Counters())
+	time.Sleep(5 * time.Second)
+	if after := tokenRequestCount(h.issuer.Counters()); after != requests {
+		t.Errorf("%d more token requests after the credentials were lost: a dead chain must not be retried", after-requests)
+	}
+	job = h.getJob(job.Name)
+	c := meta.FindStatusCondition(job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost)
+	if c.Reason != jobtokenv1alpha1.ReasonDeadChain || !strings.Contains(c.Message, "RefreshToken") || conditionTrue(job, jobtokenv1alpha1.ConditionReady) {
+		t.Errorf("unexpected status: %+v", job.Status.Conditions)
+	}
+	if !hasEvent(h.events(job.Name), EventCredentialsLost) {
+		t.Errorf("no CredentialsLost event")
+	}
+	h.assertNoReuse()
+}
