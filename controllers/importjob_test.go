@@ -752,3 +752,34 @@ func TestCredentialsLost(t *testing.T) {
 	}
 	h.assertNoReuse()
 }
+
+// The FOLIO dialect end to end: a ClusterTokenIssuer on the issuer's /authn endpoints,
+// cookies rotated on refresh, logout at the end.
+func TestFOLIOIssuer(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
+		ObjectMeta: metav1ObjectMeta("", "folio-"+h.ns),
+		Spec:       jobtokenv1alpha1.TokenIssuerSpec{FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
+	}
+	h.must(env.Client.Create(h.ctx, cti))
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
+	job := h.importJob("folio", jobtokenv1alpha1.GrantPassword)
+	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+	h.must(env.Client.Create(h.ctx, job))
+	h.eventually(30*time.Second, "2 rotations through /authn/refresh", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	ws, _ := h.workerSecret(job)
+	access := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	if !resourceAccepts(t, h, access) {
+		t.Errorf("the FOLIO access token is refused by the protected resource")
+	}
+	if got := h.issuer.Counters().TokenRequests["folio_refresh"]["ok"]; got < 2 {
+		t.Errorf("the issuer saw %d FOLIO refreshes, want at least 2", got)
+	}
+	h.markJob(job.Name, batchv1.JobComplete)
+	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
+	if h.issuer.Active(access) {
+		t.Errorf("the FOLIO token is still active after logout")
+	}
+	h.assertNoReuse()
+}
