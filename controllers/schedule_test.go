@@ -98,3 +98,31 @@ func TestNextRotation(t *testing.T) {
 		})
 	}
 }
+
+func TestRetryBackoff(t *testing.T) {
+	cases := []struct {
+		attempts int32
+		max      time.Duration
+		want     time.Duration
+	}{
+		{0, time.Minute, 0},
+		{1, time.Minute, time.Second},
+		{2, time.Minute, 2 * time.Second},
+		{4, time.Minute, 8 * time.Second},
+		{7, time.Minute, time.Minute},           // 64s capped
+		{200, 5 * time.Minute, 5 * time.Minute}, // no overflow
+	}
+	for _, tc := range cases {
+		if got := retryBackoff(tc.attempts, tc.max); got != tc.want {
+			t.Errorf("retryBackoff(%d, %s) = %s, want %s", tc.attempts, tc.max, got, tc.want)
+		}
+	}
+}
+
+func TestParseFraction(t *testing.T) {
+	for in, want := range map[string]float64{"0.7": 0.7, ".5": 0.5, "": 0.3, "1.0": 0.3, "x": 0.3, "-0.1": 0.3} {
+		if got := parseFraction(in, 0.3); got != want {
+			t.Errorf("parseFraction(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
