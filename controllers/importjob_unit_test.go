@@ -1,0 +1,297 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+	issuerfake "github.com/jobtoken/jobtoken/internal/issuer/fake"
+	"github.com/jobtoken/jobtoken/internal/scheme"
+)
+
+// The unit layer: the reconciler against controller-runtime's fake client, the fake
+// issuer and a fake clock, for the crash-safety rules that are hard to time in envtest.
+
+type unitEnv struct {
+	t      *testing.T
+	r      *ImportJobReconciler
+	issuer *issuerfake.Client
+	clock  *clocktesting.FakeClock
+	key    client.ObjectKey
+	mints  int
+}
+
+func newUnitEnv(t *testing.T, grant jobtokenv1alpha1.GrantType, funcs interceptor.Funcs) *unitEnv {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	u := &unitEnv{t: t, clock: clk, key: client.ObjectKey{Namespace: "ns", Name: "job"}}
+	u.issuer = issuerfake.New().
+		WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) {
+			u.mints++
+			return u.tokens("minted"), nil
+		}).
+		WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return u.tokens("refreshed"), nil })
+
+	job := &jobtokenv1alpha1.ImportJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job", UID: "uid-1", Generation: 1},
+		Spec: jobtokenv1alpha1.ImportJobSpec{
+			IssuerRef:   jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: "idp"},
+			Credentials: jobtokenv1alpha1.CredentialsSpec{Grant: grant},
+			Rotation:    jobtokenv1alpha1.RotationSpec{Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: 10 * time.Second}},
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "w", Image: "busybox"}},
+			}}}},
+		},
+	}
+	switch grant {
+	case jobtokenv1alpha1.GrantPassword:
+		job.Spec.Credentials.Password = &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}}
+	case jobtokenv1alpha1.GrantRefreshToken:
+		job.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
+	}
+	ti := &jobtokenv1alpha1.TokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "idp", UID: "issuer-uid", Generation: 1},
+		Spec:       jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{TokenURL: "http://127.0.0.1:1/token", ClientID: "c"}},
+		Status: jobtokenv1alpha1.TokenIssuerStatus{Conditions: []metav1.Condition{{
+			Type: jobtokenv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Succeeded", ObservedGeneration: 1, LastTransitionTime: metav1.Now(),
+		}}},
+	}
+	secrets := []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "user"}, Data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "handover"}, Data: map[string][]byte{"refresh_token": []byte("handed-over-refresh-token")}},
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).
+		WithObjects(append(secrets, job, ti)...).
+		WithStatusSubresource(&jobtokenv1alpha1.ImportJob{}, &jobtokenv1alpha1.TokenIssuer{}).
+		WithInterceptorFuncs(funcs).
+		Build()
+	factory := func(context.Context, jobtokenv1alpha1.TokenIssuerSpec, string, SecretReader) (issuer.Client, error) {
+		return u.issuer, nil
+	}
+	u.r = &ImportJobReconciler{
+		Client: c, APIReader: c, Recorder: events.NewFakeRecorder(100), Clock: clk,
+		VaultNamespace: "vault", IssuerClients: factory,
+		RevocationBudget: time.Minute, MinRotationGap: time.Second, MaxRetryBackoff: time.Minute,
+	}
+	u.r.clients = newClientCache(factory, c, time.Hour)
+	return u
+}
+
+func (u *unitEnv) tokens(prefix string) *issuer.TokenSet {
+	now := u.clock.Now()
+	return &issuer.TokenSet{
+		AccessToken: prefix + "-access-" + now.Format("150405"), RefreshToken: prefix + "-refresh-" + now.Format("150405"),
+		TokenType: "Bearer", IssuedAt: now, ExpiresAt: now.Add(time.Minute),
+	}
+}
+
+func (u *unitEnv) reconcile() (ctrl.Result, error) {
+	u.t.Helper()
+	return u.r.Reconcile(context.Background(), ctrl.Request{NamespacedName: u.key})
+}
+
+func (u *unitEnv) job() *jobtokenv1alpha1.ImportJob {
+	u.t.Helper()
+	j := &jobtokenv1alpha1.ImportJob{}
+	if err := u.r.Get(context.Background(), u.key, j); err != nil {
+		u.t.Fatal(err)
+	}
+	return j
+}
+
+func (u *unitEnv) vault() *vault {
+	u.t.Helper()
+	s := &corev1.Secret{}
+	if err := u.r.Get(context.Background(), client.ObjectKey{Namespace: "vault", Name: "importjob-uid-1"}, s); err != nil {
+		u.t.Fatal(err)
+	}
+	return decodeVault(s)
+}
+
+// start runs the reconciler until the first token is in place.
+func (u *unitEnv) start() {
+	u.t.Helper()
+	for range 3 {
+		if _, err := u.reconcile(); err != nil {
+			u.t.Fatalf("reconcile: %v", err)
+		}
+	}
+	if u.job().Status.Phase != jobtokenv1alpha1.PhaseRunning {
+		u.t.Fatalf("not running: %+v", u.job().Status)
+	}
+}
+
+func TestUnitFirstReconcileSchedulesRotation(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+	u.start()
+	res, err := u.reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 60 s token, fraction 0.5, budget 10 s: rotate 30 s after issue.
+	if res.RequeueAfter != 30*time.Second {
+		t.Errorf("RequeueAfter = %s, want 30s", res.RequeueAfter)
+	}
+	if got := u.job().Status.NextRotationTime.Time; !got.Equal(u.clock.Now().Add(30 * time.Second)) {
+		t.Errorf("nextRotationTime = %s", got)
+	}
+	if u.issuer.Calls()[0] != "mint" || len(u.issuer.Calls()) != 1 {
+		t.Errorf("issuer calls = %v, want one mint", u.issuer.Calls())
+	}
+}
+
+func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
+	var order []string
+	funcs := interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" {
+				if len(s.Data[vaultKeyInFlight]) > 0 {
+					order = append(order, "vault-marker")
+				} else {
+					order = append(order, "vault-tokens")
+				}
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			order = append(order, "worker-secret")
+			return c.Apply(ctx, obj, opts...)
+		},
+	}
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, funcs)
+	u.start()
+	order = nil
+	u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) {
+		order = append(order, "issuer-refresh")
+		return u.tokens("refreshed"), nil
+	})
+	u.clock.Step(31 * time.Second)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"vault-marker", "issuer-refresh", "vault-tokens", "worker-secret"}
+	if len(order) != len(want) {
+		t.Fatalf("order = %v, want %v", order, want)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("order = %v, want %v", order, want)
+		}
+	}
+	if u.job().Status.Rotations != 1 || u.vault().InFlight != "" {
+		t.Errorf("rotation not recorded: rotations %d, marker %q", u.job().Status.Rotations, u.vault().InFlight)
+	}
+}
+
+// A crash after the refresh succeeded but before its tokens were persisted leaves the
+// marker; the next pass re-mints and never sends the spent refresh token again.
+func TestUnitLostPersistRemints(t *testing.T) {
+	failNext := false
+	funcs := interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" && failNext && len(s.Data[vaultKeyInFlight]) == 0 {
+				failNext = false
+				return errors.New("connection lost")
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	}
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, funcs)
+	u.start()
+	spent := u.vault().RefreshToken
+	var refreshed []string
+	u.issuer.WithRefresh(func(_ context.Context, rt string) (*issuer.TokenSet, error) {
+		refreshed = append(refreshed, rt)
+		return u.tokens("refreshed"), nil
+	})
+	u.clock.Step(31 * time.Second)
+	failNext = true
+	if _, err := u.reconcile(); err == nil {
+		t.Fatal("want the persist error")
+	}
+	if u.vault().InFlight == "" {
+		t.Fatal("the marker was not left behind")
+	}
+	mintsBefore := u.mints
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if u.mints != mintsBefore+1 {
+		t.Errorf("no re-mint after the lost persist")
+	}
+	for i, rt := range refreshed {
+		if i > 0 && rt == spent {
+			t.Errorf("the spent refresh token was sent again")
+		}
+	}
+	if len(refreshed) != 1 {
+		t.Errorf("refresh called %d times, want 1", len(refreshed))
+	}
+	if u.job().Status.Remints != 1 || u.vault().InFlight != "" {
+		t.Errorf("remints %d, marker %q", u.job().Status.Remints, u.vault().InFlight)
+	}
+}
+
+func TestUnitErrorClasses(t *testing.T) {
+	cases := []struct {
+		name        string
+		grant       jobtokenv1alpha1.GrantType
+		err         error
+		wantMint    bool
+		wantCond    string
+		wantStalled bool
+		wantRequeue bool
+	}{
+		{"transient keeps the chain and backs off", jobtokenv1alpha1.GrantPassword,
+			&issuer.Error{Class: issuer.ClassTransient, Op: "refresh", StatusCode: 503}, false, jobtokenv1alpha1.ConditionTokenRefreshFailed, false, true},
+		{"dead chain re-mints a Password grant", jobtokenv1alpha1.GrantPassword,
+			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, true, "", false, true},
+		{"unknown outcome re-mints a Password grant", jobtokenv1alpha1.GrantPassword,
+			&issuer.Error{Class: issuer.ClassOutcomeUnknown, Op: "refresh"}, true, "", false, true},
+		{"dead chain loses a RefreshToken grant", jobtokenv1alpha1.GrantRefreshToken,
+			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, false, jobtokenv1alpha1.ConditionCredentialsLost, false, true},
+		{"configuration stalls", jobtokenv1alpha1.GrantPassword,
+			&issuer.Error{Class: issuer.ClassConfiguration, Op: "refresh", Code: "invalid_client"}, false, jobtokenv1alpha1.ConditionStalled, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newUnitEnv(t, tc.grant, interceptor.Funcs{})
+			u.start()
+			u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return nil, tc.err })
+			mints := u.mints
+			u.clock.Step(31 * time.Second)
+			res, err := u.reconcile()
+			if tc.wantStalled != (err != nil) {
+				t.Fatalf("err = %v, want terminal %v", err, tc.wantStalled)
+			}
+			if (u.mints > mints) != tc.wantMint {
+				t.Errorf("minted %v, want %v", u.mints > mints, tc.wantMint)
+			}
+			job := u.job()
+			if tc.wantCond != "" && !meta.IsStatusConditionTrue(job.Status.Conditions, tc.wantCond) {
+				t.Errorf("condition %s not set: %+v", tc.wantCond, job.Status.Conditions)
+			}
+			if tc.wantRequeue != (res.RequeueAfter > 0) {
+				t.Errorf("RequeueAfter = %s", res.RequeueAfter)
+			}
+			if tc.grant == jobtokenv1alpha1.GrantRefreshToken && u.vault().InFlight == "" {
+				t.Errorf("a lost one-shot chain must keep its marker so it is never replayed")
+			}
+		})
+	}
+}
