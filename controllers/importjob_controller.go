@@ -129,8 +129,8 @@ func (r *ImportJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&jobtokenv1alpha1.ImportJob{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
-		Owns(&batchv1.Job{}).
-		Owns(&corev1.Secret{}).
+		Owns(&batchv1.Job{}, builder.WithPredicates(notCreatePredicate{})).
+		Owns(&corev1.Secret{}, builder.WithPredicates(notCreatePredicate{}, workerSecretChangedByOthers{})).
 		Watches(&jobtokenv1alpha1.TokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindTokenIssuer)),
 			builder.WithPredicates(issuerChangedPredicate{})).
 		Watches(&jobtokenv1alpha1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindClusterTokenIssuer)),
@@ -168,6 +168,26 @@ type deletionPredicate struct{ predicate.Funcs }
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// notCreatePredicate drops the create events of owned objects: the operator creates them
+// itself, in a reconcile that goes on with them, and a second reconcile woken by the event
+// would read the ImportJob from the cache before its status patch arrived and patch the
+// same status again (issue 6: writes per first credential). A restart lists every
+// ImportJob anyway.
+type notCreatePredicate struct{ predicate.Funcs }
+
+func (notCreatePredicate) Create(event.CreateEvent) bool { return false }
+
+// workerSecretChangedByOthers drops the updates of the worker Secret that carry a new token
+// revision: the operator wrote them in the reconcile that rotated (same stale-cache
+// reason). Deletions, and edits that keep the revision (someone else changed the Secret),
+// still wake the ImportJob, which then rewrites the Secret.
+type workerSecretChangedByOthers struct{ predicate.Funcs }
+
+func (workerSecretChangedByOthers) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetAnnotations()[jobtokenv1alpha1.AnnotationTokenRevision] ==
+		e.ObjectNew.GetAnnotations()[jobtokenv1alpha1.AnnotationTokenRevision]
 }
 
 // scope is the state one reconcile works on.
@@ -215,7 +235,13 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if apiequalityStatus(base, job) {
 			return
 		}
-		if err := r.Status().Patch(ctx, job, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+		patch := client.MergeFrom(base)
+		if data, err := patch.Data(job); err == nil && string(data) == "{}" {
+			// Only sub-second precision differs (times are stored in whole seconds):
+			// the patch would carry nothing, so it is not sent (issue 6: writes per rotation).
+			return
+		}
+		if err := r.Status().Patch(ctx, job, patch); err != nil && !apierrors.IsNotFound(err) {
 			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patch status: %w", err)})
 		}
 	}()
@@ -388,8 +414,9 @@ func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why st
 	}
 	ts, err := s.client.Mint(ctx, grant)
 	if err != nil {
-		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && s.vault.InFlight != "" {
-			// The issuer answered: the input was not consumed (or is dead anyway).
+		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && s.vault.InFlight != "" && s.vault.inFlightOp() == inFlightOpRedeem {
+			// The issuer answered: the input was not consumed (or is dead anyway). A refresh
+			// marker stays: its refresh token may be spent.
 			s.vault.InFlight = ""
 			if uerr := r.vault().update(ctx, s.vault); uerr != nil {
 				return uerr
@@ -448,7 +475,11 @@ func (r *ImportJobReconciler) recoverChain(ctx context.Context, s *scope, reason
 		}
 		return nil
 	}
-	s.vault.InFlight = ""
+	// Claim the recovery with a write (optimistic concurrency on the vault Secret), and keep
+	// the chain marked until a fresh pair is persisted: the refresh token in the vault may be
+	// spent, so a failed mint must not leave it for a later refresh to replay (found by the
+	// chaos outage run, issue 6).
+	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
 	if err := r.vault().update(ctx, s.vault); err != nil {
 		return err
 	}
@@ -813,7 +844,12 @@ func (r *ImportJobReconciler) vault() vaultStore {
 }
 
 func (r *ImportJobReconciler) event(job *jobtokenv1alpha1.ImportJob, eventType, reason, action, note string, args ...any) {
-	r.Recorder.Eventf(job, nil, eventType, reason, action, note, args...)
+	// The event regards the job without its resourceVersion, so the recorder folds repeated
+	// events of one job (a Rotated per rotation) into one Event series instead of writing
+	// and caching a new Event each time (issue 6: writes per rotation, memory per job).
+	regarding := &jobtokenv1alpha1.ImportJob{TypeMeta: job.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: job.Name, UID: job.UID}}
+	r.Recorder.Eventf(regarding, nil, eventType, reason, action, note, args...)
 }
 
 func isTerminal(job *jobtokenv1alpha1.ImportJob) bool {
