@@ -80,6 +80,19 @@ DEMO_FLAGS ?=
 demo: envtest ## Run the seed's long import with and without jobtoken (about 4 minutes; DEMO_FLAGS="--help" lists the flags).
 	go run ./cmd/demo $(DEMO_FLAGS)
 
+BENCH_FLAGS ?=
+.PHONY: bench
+bench: envtest ## Benchmark against the real kube-apiserver and write docs/benchmarks.md (about 10 minutes; BENCH_FLAGS="--jobs=5000" for the large run, "--help" lists the flags).
+	go build -o $(BIN)/bench ./cmd/bench
+	$(BIN)/bench $(BENCH_FLAGS)
+
+CHAOS_FLAGS ?=
+.PHONY: chaos
+chaos: envtest ## Kill -9 soak, issuer outage and two replicas; writes docs/benchmarks.md (about 20 minutes; a short run is part of make test).
+	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/chaos ./cmd/chaos
+	$(BIN)/chaos --manager-bin $(BIN)/manager $(CHAOS_FLAGS)
+
 .PHONY: hydra
 hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the interop tests).
 	./hack/build-hydra.sh $(dir $(HYDRA_BIN))

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -236,10 +237,13 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			return
 		}
 		patch := client.MergeFrom(base)
-		if data, err := patch.Data(job); err == nil && string(data) == "{}" {
-			// Only sub-second precision differs (times are stored in whole seconds):
-			// the patch would carry nothing, so it is not sent (issue 6: writes per rotation).
-			return
+		if data, err := patch.Data(job); err == nil {
+			if string(data) == "{}" {
+				// Only sub-second precision differs (times are stored in whole seconds):
+				// the patch would carry nothing, so it is not sent (issue 6: writes per rotation).
+				return
+			}
+			patch = client.RawPatch(types.MergePatchType, data) // computed once
 		}
 		if err := r.Status().Patch(ctx, job, patch); err != nil && !apierrors.IsNotFound(err) {
 			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patch status: %w", err)})

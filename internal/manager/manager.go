@@ -68,9 +68,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       leNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
+			// The operator never reads managedFields: dropping them from the cached objects
+			// saves memory per job (issue 6, docs/benchmarks.md).
+			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: selector},
-				&batchv1.Job{}:   {Label: selector},
+				&batchv1.Job{}:   {Label: selector, Transform: stripJobTemplate},
 				&corev1.Pod{}:    {Label: selector},
 			},
 		},
@@ -92,4 +95,15 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		mopts.RetryPeriod = &opts.RetryPeriod
 	}
 	return ctrl.NewManager(cfg, mopts)
+}
+
+// stripJobTemplate drops what the operator never reads from its cached Jobs: the pod
+// template (the ImportJob holds it) and managedFields. Only metadata and status are used
+// (issue 6: memory per job).
+func stripJobTemplate(obj any) (any, error) {
+	if j, ok := obj.(*batchv1.Job); ok {
+		j.Spec.Template = corev1.PodTemplateSpec{}
+		j.ManagedFields = nil
+	}
+	return obj, nil
 }

@@ -1,0 +1,373 @@
+// Package bench measures the operator against the real kube-apiserver and etcd that the
+// tests use (bin/k8s), with the development issuer in-process and the manager in a child
+// process: the raw write floor, time to first credential, steady rotation of thousands of
+// jobs and the rotation throughput under saturation. It is what `make bench` runs
+// (cmd/bench); internal/chaos reuses its harness (cluster, issuer, child processes,
+// the worker-Secret tracker).
+//
+// Token bytes are never printed: the harness reads only expires_at and revisions of the
+// worker Secrets, and keeps hashes of the refresh tokens it sees at the issuer.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/testenv"
+)
+
+// Cluster is a running envtest control plane plus what the harness needs around it.
+type Cluster struct {
+	Env *testenv.Env
+	// Config has no client-side rate limit (like the manager's, which relies on APF).
+	Config    *rest.Config
+	Client    client.Client
+	Clientset kubernetes.Interface
+	// Kubeconfig is a file for child managers (a system:masters user).
+	Kubeconfig string
+}
+
+// StartCluster starts kube-apiserver and etcd (bin/k8s) and writes a kubeconfig for child
+// processes into dir.
+func StartCluster(dir string) (*Cluster, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, err
+	}
+	env, err := testenv.Start()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Env: env}
+	fail := func(err error) (*Cluster, error) {
+		_ = env.Stop()
+		return nil, err
+	}
+	c.Config = rest.CopyConfig(env.Config)
+	c.Config.QPS, c.Config.Burst = -1, 0
+	if c.Client, err = client.New(c.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		return fail(err)
+	}
+	if c.Clientset, err = kubernetes.NewForConfig(c.Config); err != nil {
+		return fail(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: "jobtoken-manager", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fail(fmt.Errorf("add a user for the child managers: %w", err))
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fail(err)
+	}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kc, 0o600); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// Stop stops the control plane.
+func (c *Cluster) Stop() error { return c.Env.Stop() }
+
+// ControlPlanePIDs finds the etcd and kube-apiserver processes started by this process.
+func ControlPlanePIDs() map[string]int {
+	out := map[string]int{}
+	self := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil || st.ppid != self {
+			continue
+		}
+		switch st.comm {
+		case "etcd", "kube-apiserver":
+			out[st.comm] = pid
+		}
+	}
+	return out
+}
+
+type procStat struct {
+	comm       string
+	ppid       int
+	cpuSeconds float64
+}
+
+// readProcStat reads /proc/PID/stat: the command, parent and CPU time (user+system).
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	s := string(b)
+	open, closeIdx := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closeIdx < 0 {
+		return procStat{}, errors.New("bad /proc stat")
+	}
+	fields := strings.Fields(s[closeIdx+2:])
+	if len(fields) < 13 {
+		return procStat{}, errors.New("short /proc stat")
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return procStat{comm: s[open+1 : closeIdx], ppid: ppid, cpuSeconds: (utime + stime) / clkTck}, nil
+}
+
+// CPUSeconds is the CPU time (user+system) a process has used; 0 when it is gone.
+func CPUSeconds(pid int) float64 {
+	st, err := readProcStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.cpuSeconds
+}
+
+// RSSBytes is a process's resident set size; 0 when it is gone.
+func RSSBytes(pid int) uint64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// Machine describes the host, for the reports.
+type Machine struct {
+	CPUs      int
+	CPUModel  string
+	MemoryGiB float64
+	GoVersion string
+	Kernel    string
+}
+
+// DescribeMachine reads nproc, memory, CPU model and kernel from /proc.
+func DescribeMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+				m.MemoryGiB = kb / 1024 / 1024
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%d CPUs (%s), %.1f GiB memory, Linux %s, %s, kube-apiserver and etcd %s (envtest, bin/k8s)",
+		m.CPUs, m.CPUModel, m.MemoryGiB, m.Kernel, m.GoVersion, testenv.K8sVersion)
+}
+
+// Fixture names shared by the bench and chaos runs.
+const (
+	ClientID     = "bench-jobs"
+	ClientSecret = "bench-jobs-secret"
+	UserName     = "import-bot"
+	UserPassword = "import-bot-password"
+	userSecret   = "import-bot"
+)
+
+// Fixture is one run's issuer registration and job namespaces.
+type Fixture struct {
+	VaultNamespace string
+	Namespaces     []string
+	// IssuerName is the ClusterTokenIssuer the jobs use.
+	IssuerName string
+}
+
+// SetupFixture creates the vault namespace (with the issuer's client secret), the job
+// namespaces (each with the system user's Secret) and a ClusterTokenIssuer for issuerURL.
+func SetupFixture(ctx context.Context, c client.Client, prefix string, namespaces int, issuerURL string) (*Fixture, error) {
+	f := &Fixture{VaultNamespace: prefix + "-vault", IssuerName: prefix}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.VaultNamespace}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.VaultNamespace, Name: "issuer-client"},
+			Data: map[string][]byte{"client-secret": []byte(ClientSecret)}},
+	}
+	for i := range namespaces {
+		ns := fmt.Sprintf("%s-%d", prefix, i)
+		f.Namespaces = append(f.Namespaces, ns)
+		objs = append(objs,
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: userSecret},
+				Data: map[string][]byte{"username": []byte(UserName), "password": []byte(UserPassword)}})
+	}
+	objs = append(objs, &jobtokenv1alpha1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: f.IssuerName},
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			IssuerURL: issuerURL, ClientID: ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
+		}},
+	})
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return f, nil
+}
+
+// JobSpec tunes the ImportJobs a run creates.
+type JobSpec struct {
+	PropagationBudget time.Duration
+	// Fraction and Jitter of the rotation ("" keeps the operator's defaults).
+	Fraction, Jitter string
+}
+
+// ImportJob returns the i-th ImportJob of the fixture: Password grant (the system user),
+// spread over the namespaces.
+func (f *Fixture) ImportJob(i int, spec JobSpec) *jobtokenv1alpha1.ImportJob {
+	ns := f.Namespaces[i%len(f.Namespaces)]
+	job := &jobtokenv1alpha1.ImportJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("import-%05d", i)},
+		Spec: jobtokenv1alpha1.ImportJobSpec{
+			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: f.IssuerName},
+			Credentials: jobtokenv1alpha1.CredentialsSpec{
+				Grant:    jobtokenv1alpha1.GrantPassword,
+				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: userSecret}},
+			},
+			Rotation: jobtokenv1alpha1.RotationSpec{Fraction: spec.Fraction, Jitter: spec.Jitter},
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "importer", Image: "registry.example.com/marc-importer:1.4"}},
+			}}}},
+		},
+	}
+	if spec.PropagationBudget > 0 {
+		job.Spec.Rotation.PropagationBudget = &metav1.Duration{Duration: spec.PropagationBudget}
+	}
+	return job
+}
+
+// WaitIssuerReady waits until the ClusterTokenIssuer is Ready.
+func WaitIssuerReady(ctx context.Context, c client.Client, name string, timeout time.Duration) error {
+	return Poll(ctx, timeout, 200*time.Millisecond, func() bool {
+		iss := &jobtokenv1alpha1.ClusterTokenIssuer{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, iss); err != nil {
+			return false
+		}
+		return meta.IsStatusConditionTrue(iss.Status.Conditions, jobtokenv1alpha1.ConditionReady)
+	})
+}
+
+// Poll calls cond every interval until it is true, the timeout passes or ctx ends.
+func Poll(ctx context.Context, timeout, interval time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+	return nil
+}
+
+// MarkJobsComplete sets the batch Jobs of the given ImportJobs Complete, as the job
+// controller would (envtest has none).
+func MarkJobsComplete(ctx context.Context, c client.Client, keys []client.ObjectKey, concurrency int) error {
+	return ForEach(ctx, len(keys), concurrency, func(i int) error {
+		j := &batchv1.Job{}
+		if err := c.Get(ctx, keys[i], j); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		now := metav1.Now()
+		j.Status.StartTime, j.Status.CompletionTime, j.Status.Succeeded = &now, &now, 1
+		j.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
+		}
+		return c.Status().Update(ctx, j)
+	})
+}
+
+// ForEach runs fn(0..n-1) on concurrency goroutines and returns the first error.
+func ForEach(ctx context.Context, n, concurrency int, fn func(i int) error) error {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	idx := make(chan int)
+	errs := make(chan error, concurrency)
+	for range concurrency {
+		go func() {
+			var first error
+			for i := range idx {
+				if first != nil {
+					continue
+				}
+				if err := fn(i); err != nil {
+					first = err
+				}
+			}
+			errs <- first
+		}()
+	}
+	var ctxErr error
+loop:
+	for i := range n {
+		select {
+		case idx <- i:
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+			break loop
+		}
+	}
+	close(idx)
+	var first error
+	for range concurrency {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		first = ctxErr
+	}
+	return first
+}

@@ -1,0 +1,702 @@
+// Package chaos runs the operator through failures against the real kube-apiserver and
+// etcd (bin/k8s), with the manager binary (cmd/manager) as child processes and the
+// development issuer in-process:
+//
+//   - soak: the manager is killed with SIGKILL every few seconds and restarted while
+//     jobs rotate short-lived tokens; then tokens served past the deadline, refresh-token
+//     replays, lost chains and revocation completeness are counted;
+//   - outage: the issuer commits refreshes and drops the answers, then is down for three
+//     token lifetimes: issuer requests per job (no storm) and automatic recovery;
+//   - replicas: two managers with leader election while the leader is stopped gracefully,
+//     killed and frozen in turn: exactly one refresh per token generation.
+//
+// `make chaos` runs the long version (cmd/chaos); TestChaosShort a short one in `make test`.
+// Token bytes are never printed.
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/bench"
+	"github.com/jobtoken/jobtoken/internal/devissuer"
+)
+
+// Options shape a chaos run.
+type Options struct {
+	// Scenarios to run, in order: "soak", "outage", "replicas" (default all).
+	Scenarios []string
+
+	// Soak: Jobs with access-token TTL SoakTTL; the manager is SIGKILLed every KillEvery.
+	Jobs          int
+	SoakTTL       time.Duration
+	SoakDuration  time.Duration
+	KillEvery     time.Duration
+	OutageJobs    int
+	OutageTTL     time.Duration
+	OutageTTLs    int
+	ReplicaJobs   int
+	ReplicaTTL    time.Duration
+	ReplicaPeriod time.Duration
+	ReplicaRounds int
+
+	// PropagationBudget and Fraction of the ImportJobs' rotation.
+	PropagationBudget time.Duration
+	Fraction          string
+
+	// ManagerBin is the cmd/manager binary; WorkDir holds logs and the kubeconfig.
+	ManagerBin string
+	WorkDir    string
+	Out        io.Writer
+}
+
+// Defaults fills zero fields with the long run's values.
+func (o *Options) Defaults() {
+	if len(o.Scenarios) == 0 {
+		o.Scenarios = []string{"soak", "outage", "replicas"}
+	}
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&o.Jobs, 200)
+	defD(&o.SoakTTL, 10*time.Second)
+	defD(&o.SoakDuration, 10*time.Minute)
+	defD(&o.KillEvery, 10*time.Second)
+	def(&o.OutageJobs, o.Jobs)
+	defD(&o.OutageTTL, 10*time.Second)
+	def(&o.OutageTTLs, 3)
+	def(&o.ReplicaJobs, o.Jobs)
+	defD(&o.ReplicaTTL, 20*time.Second)
+	defD(&o.ReplicaPeriod, 15*time.Second)
+	def(&o.ReplicaRounds, 9)
+	defD(&o.PropagationBudget, 2*time.Second)
+	if o.Fraction == "" {
+		o.Fraction = "0.5"
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+}
+
+// Result is every scenario's outcome.
+type Result struct {
+	Options  Options
+	Machine  bench.Machine
+	Started  time.Time
+	Elapsed  time.Duration
+	Soak     *Soak
+	Outage   *Outage
+	Replicas *Replicas
+}
+
+// Common is what every scenario counts.
+type Common struct {
+	Jobs int
+	// Misses: worker Secrets still holding a token at expires_at − budget; Expired: past
+	// expires_at itself.
+	Misses, Expired int
+	MaxLate         time.Duration
+	// RefreshReuse is the issuer's reuse counter; PresentedTwice counts refresh tokens
+	// presented again after the issuer redeemed them (seen at the issuer's door; a retry
+	// after a 503 is not counted).
+	RefreshReuse, PresentedTwice int64
+	RefreshesOK, PasswordOK      int64
+	// Generations is the sum over jobs of token generations after the first mint.
+	Generations int64
+	// LostChains: jobs whose refresh chain was dead at the quiet check (the vault's
+	// refresh token not active at the issuer) or that report CredentialsLost or Stalled.
+	LostChains int
+	// Revoked: ImportJobs with Revoked=True at the end; HeldActive the tokens the operator
+	// held (vault refresh and access tokens) still active at the issuer after that;
+	// ActiveFamilies every live token family at the issuer, including chains replaced after
+	// an unknown outcome, which the controller leaves to expire by design (revoking a
+	// refresh token on Keycloak detaches the client from all of the user's sessions);
+	// VaultLeft the vault Secrets left.
+	Revoked        int
+	HeldActive     int
+	ActiveFamilies int64
+	VaultLeft      int
+	Remints        int64
+}
+
+// Soak is the kill -9 soak.
+type Soak struct {
+	Common
+	Duration time.Duration
+	Kills    int
+}
+
+// Outage is the issuer outage.
+type Outage struct {
+	Common
+	Outage, Dying         time.Duration
+	Dropped               int64
+	RequestsPerJob        float64
+	RequestsPerJobBound   float64
+	PeakRate, RecoverPeak int64
+	RecoveryTime          time.Duration
+	RecoveredAll          bool
+}
+
+// Replicas is the two-manager run.
+type Replicas struct {
+	Common
+	Rounds    []string
+	Failovers int
+}
+
+type runner struct {
+	o     Options
+	cl    *bench.Cluster
+	start time.Time
+}
+
+func (r *runner) say(format string, args ...any) {
+	_, _ = fmt.Fprintf(r.o.Out, "[%6s] %s\n", time.Since(r.start).Round(time.Second), fmt.Sprintf(format, args...))
+}
+
+// Run performs the scenarios. It starts and stops everything it needs.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	o.Defaults()
+	res := &Result{Options: o, Machine: bench.DescribeMachine(), Started: time.Now()}
+	r := &runner{o: o, start: res.Started}
+	if o.ManagerBin == "" {
+		return nil, fmt.Errorf("chaos: Options.ManagerBin (cmd/manager built) is required")
+	}
+	r.say("starting kube-apiserver and etcd (bin/k8s)")
+	cl, err := bench.StartCluster(o.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = cl.Stop() }()
+	r.cl = cl
+	for _, name := range o.Scenarios {
+		switch name {
+		case "soak":
+			if res.Soak, err = r.soak(ctx); err != nil {
+				return nil, fmt.Errorf("soak: %w", err)
+			}
+		case "outage":
+			if res.Outage, err = r.outage(ctx); err != nil {
+				return nil, fmt.Errorf("outage: %w", err)
+			}
+		case "replicas":
+			if res.Replicas, err = r.replicas(ctx); err != nil {
+				return nil, fmt.Errorf("replicas: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("unknown scenario %q", name)
+		}
+	}
+	res.Elapsed = time.Since(res.Started)
+	return res, nil
+}
+
+// scenario is one scenario's issuer, jobs and managers.
+type scenario struct {
+	r       *runner
+	name    string
+	iss     *bench.Issuer
+	fx      *bench.Fixture
+	tracker *bench.Tracker
+	keys    []client.ObjectKey
+	ttl     time.Duration
+	stopTr  context.CancelFunc
+	procs   []*bench.Proc
+	n       int
+}
+
+func (r *runner) newScenario(ctx context.Context, name string, jobs int, ttl time.Duration) (*scenario, error) {
+	iss, err := bench.StartIssuer(devissuer.Config{
+		AccessTokenTTL: ttl, RefreshTokenTTL: 10 * time.Minute,
+		Clients: map[string]string{bench.ClientID: bench.ClientSecret},
+		Users:   map[string]string{bench.UserName: bench.UserPassword},
+	})
+	if err != nil {
+		return nil, err
+	}
+	fx, err := bench.SetupFixture(ctx, r.cl.Client, "chaos-"+name, 4, iss.URL)
+	if err != nil {
+		_ = iss.Close()
+		return nil, err
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	tr, err := bench.NewTracker(tctx, r.cl.Clientset, r.o.PropagationBudget, "chaos-"+name+"-")
+	if err != nil {
+		cancel()
+		_ = iss.Close()
+		return nil, err
+	}
+	return &scenario{r: r, name: name, iss: iss, fx: fx, tracker: tr, ttl: ttl, stopTr: cancel, n: jobs}, nil
+}
+
+func (s *scenario) close() {
+	for _, p := range s.procs {
+		p.Stop(15 * time.Second)
+	}
+	s.stopTr()
+	_ = s.iss.Close()
+}
+
+// managerArgs are cmd/manager's flags for this scenario.
+func (s *scenario) managerArgs(leader bool) []string {
+	args := []string{
+		"--kubeconfig", s.r.cl.Kubeconfig, "--vault-namespace", s.fx.VaultNamespace,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0",
+	}
+	if leader {
+		args = append(args, "--leader-elect=true", "--leader-election-lease-duration=4s",
+			"--leader-election-renew-deadline=3s", "--leader-election-retry-period=500ms")
+	} else {
+		args = append(args, "--leader-elect=false")
+	}
+	return args
+}
+
+func (s *scenario) startManager(name string, leader bool) (*bench.Proc, error) {
+	p, err := bench.StartProc(name, s.r.o.ManagerBin, s.managerArgs(leader), filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, p)
+	return p, nil
+}
+
+// createJobs creates the jobs and waits until each holds a credential.
+func (s *scenario) createJobs(ctx context.Context) error {
+	spec := bench.JobSpec{PropagationBudget: s.r.o.PropagationBudget, Fraction: s.r.o.Fraction}
+	s.keys = make([]client.ObjectKey, s.n)
+	if err := bench.WaitIssuerReady(ctx, s.r.cl.Client, s.fx.IssuerName, time.Minute); err != nil {
+		return fmt.Errorf("issuer not Ready: %w", err)
+	}
+	if err := bench.ForEach(ctx, s.n, 8, func(i int) error {
+		job := s.fx.ImportJob(i, spec)
+		s.keys[i] = client.ObjectKeyFromObject(job)
+		s.tracker.Created(job.Namespace, job.Name, time.Now())
+		return s.r.cl.Client.Create(ctx, job)
+	}); err != nil {
+		return err
+	}
+	if err := bench.Poll(ctx, 3*time.Minute, 200*time.Millisecond, func() bool { return s.tracker.ReadyCount() >= s.n }); err != nil {
+		return fmt.Errorf("only %d of %d jobs got a credential: %w", s.tracker.ReadyCount(), s.n, err)
+	}
+	return nil
+}
+
+// vaults lists the scenario's vault Secrets.
+func (s *scenario) vaults(ctx context.Context) ([]corev1.Secret, error) {
+	list := &corev1.SecretList{}
+	err := s.r.cl.Client.List(ctx, list, client.InNamespace(s.fx.VaultNamespace),
+		client.MatchingLabels{jobtokenv1alpha1.LabelRole: jobtokenv1alpha1.RoleVault})
+	return list.Items, err
+}
+
+// lostChains counts jobs whose chain is dead: the vault's refresh token not active at
+// the issuer (a rotation racing the check is given three looks), or a CredentialsLost or
+// Stalled condition.
+func (s *scenario) lostChains(ctx context.Context) (int, error) {
+	var suspects map[string]bool
+	for attempt := range 3 {
+		vs, err := s.vaults(ctx)
+		if err != nil {
+			return 0, err
+		}
+		next := map[string]bool{}
+		for _, v := range vs {
+			key := v.Labels[jobtokenv1alpha1.LabelImportJobNamespace] + "/" + v.Labels[jobtokenv1alpha1.LabelImportJobName]
+			if attempt > 0 && !suspects[key] {
+				continue
+			}
+			if !s.iss.Active(string(v.Data["refresh_token"])) {
+				next[key] = true
+			}
+		}
+		suspects = next
+		if len(suspects) == 0 {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	lost := len(suspects)
+	for _, k := range s.keys {
+		job := &jobtokenv1alpha1.ImportJob{}
+		if err := s.r.cl.Client.Get(ctx, k, job); err != nil {
+			return 0, err
+		}
+		if suspects[k.String()] {
+			continue
+		}
+		if meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost) ||
+			meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionStalled) {
+			lost++
+		}
+	}
+	return lost, nil
+}
+
+// generations sums the vault generations after the first mint.
+func (s *scenario) generations(ctx context.Context) (int64, error) {
+	vs, err := s.vaults(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var g int64
+	for _, v := range vs {
+		n, _ := strconv.ParseInt(string(v.Data["generation"]), 10, 64)
+		g += max(n-1, 0)
+	}
+	return g, nil
+}
+
+// finish fills the common counters: chains, then every Job marked Complete, then
+// revocation completeness at the issuer.
+func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) error {
+	c.Jobs = s.n
+	w := s.tracker.Between(from, to)
+	c.Misses, c.Expired = len(w.Misses), w.Expired
+	for _, m := range w.Misses {
+		c.MaxLate = max(c.MaxLate, m.Late)
+	}
+	var err error
+	if c.LostChains, err = s.lostChains(ctx); err != nil {
+		return err
+	}
+	if c.Generations, err = s.generations(ctx); err != nil {
+		return err
+	}
+	// The tokens the operator holds at the end (kept in memory only, never printed): each
+	// must be inactive at the issuer once the jobs are revoked.
+	var held []string
+	vs, err := s.vaults(ctx)
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		for _, k := range []string{"refresh_token", "access_token"} {
+			if t := string(v.Data[k]); t != "" {
+				held = append(held, t)
+			}
+		}
+	}
+	s.stopTr()
+	s.r.say("  marking every Job Complete; waiting for revocation")
+	if err := bench.MarkJobsComplete(ctx, s.r.cl.Client, s.keys, 8); err != nil {
+		return err
+	}
+	_ = bench.Poll(ctx, 3*time.Minute, 500*time.Millisecond, func() bool {
+		c.Revoked = 0
+		for _, k := range s.keys {
+			job := &jobtokenv1alpha1.ImportJob{}
+			if s.r.cl.Client.Get(ctx, k, job) == nil && meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionRevoked) {
+				c.Revoked++
+			}
+		}
+		return c.Revoked == s.n
+	})
+	_ = bench.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
+		vs, err := s.vaults(ctx)
+		c.VaultLeft = len(vs)
+		return err == nil && len(vs) == 0
+	})
+	for _, t := range held {
+		if s.iss.Active(t) {
+			c.HeldActive++
+		}
+	}
+	ic := s.iss.Counters()
+	tr := s.iss.Traffic()
+	c.ActiveFamilies = ic.ActiveFamilies
+	c.RefreshReuse = ic.RefreshReuse
+	c.PresentedTwice = tr.Replays
+	c.RefreshesOK = ic.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultOK]
+	c.PasswordOK = ic.TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]
+	c.Remints = c.PasswordOK - int64(s.n)
+	// The finished ImportJobs are deleted so that later scenarios' managers do not cache them.
+	for _, ns := range s.fx.Namespaces {
+		_ = s.r.cl.Client.DeleteAllOf(ctx, &jobtokenv1alpha1.ImportJob{}, client.InNamespace(ns))
+	}
+	return nil
+}
+
+// soak kills the manager with SIGKILL every KillEvery and restarts it at once.
+func (r *runner) soak(ctx context.Context) (*Soak, error) {
+	o := r.o
+	r.say("soak: %d jobs, token TTL %s, budget %s, manager SIGKILLed every %s for %s", o.Jobs, o.SoakTTL, o.PropagationBudget, o.KillEvery, o.SoakDuration)
+	s, err := r.newScenario(ctx, "soak", o.Jobs, o.SoakTTL)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	p, err := s.startManager("manager", false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.createJobs(ctx); err != nil {
+		return nil, err
+	}
+	res := &Soak{}
+	from := time.Now()
+	end := from.Add(o.SoakDuration)
+	for time.Now().Before(end) {
+		next := time.Now().Add(o.KillEvery)
+		if next.After(end) {
+			next = end
+		}
+		if err := sleepUntil(ctx, next); err != nil {
+			return nil, err
+		}
+		if !time.Now().Before(end) {
+			break
+		}
+		p.Kill()
+		res.Kills++
+		if p, err = s.startManager("manager", false); err != nil {
+			return nil, err
+		}
+		if res.Kills%6 == 0 {
+			w := s.tracker.Between(from, time.Now())
+			r.say("  %d kills, %d deadline misses so far, issuer reuse %d", res.Kills, len(w.Misses), s.iss.Counters().RefreshReuse)
+		}
+	}
+	res.Duration = time.Since(from)
+	settle := 2 * o.SoakTTL
+	r.say("  %d kills; settling for %s without kills", res.Kills, settle)
+	if err := sleep(ctx, settle); err != nil {
+		return nil, err
+	}
+	if err := s.finish(ctx, &res.Common, from, time.Now()); err != nil {
+		return nil, err
+	}
+	r.say("  misses %d, reuse %d, double refreshes %d, lost chains %d, revoked %d/%d, active families %d",
+		res.Misses, res.RefreshReuse, res.PresentedTwice, res.LostChains, res.Revoked, res.Jobs, res.ActiveFamilies)
+	return res, nil
+}
+
+// outage: refreshes committed and dropped (with every other token request failing), then
+// the issuer down for OutageTTLs token lifetimes, then back.
+func (r *runner) outage(ctx context.Context) (*Outage, error) {
+	o := r.o
+	down := time.Duration(o.OutageTTLs) * o.OutageTTL
+	r.say("outage: %d jobs, token TTL %s; commit-then-drop faults, then the issuer down for %s", o.OutageJobs, o.OutageTTL, down)
+	s, err := r.newScenario(ctx, "outage", o.OutageJobs, o.OutageTTL)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if _, err := s.startManager("manager", false); err != nil {
+		return nil, err
+	}
+	if err := s.createJobs(ctx); err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, o.OutageTTL); err != nil {
+		return nil, err
+	}
+	res := &Outage{}
+	from := time.Now()
+	drops := max(o.OutageJobs/10, 1)
+	s.iss.SetFaults(devissuer.Faults{CommitThenDrop: drops, ErrorRate: 0.5})
+	_ = bench.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
+	res.Dropped = int64(drops - s.iss.CurrentFaults().CommitThenDrop)
+	s.iss.SetFaults(devissuer.Faults{Down: true})
+	downAt := time.Now()
+	res.Dying = downAt.Sub(from)
+	r.say("  %d refreshes committed and dropped in %s; issuer down", res.Dropped, res.Dying.Round(time.Millisecond))
+	if err := sleep(ctx, down); err != nil {
+		return nil, err
+	}
+	s.iss.SetFaults(devissuer.Faults{})
+	upAt := time.Now()
+	res.Outage = upAt.Sub(from)
+	outageReqs := s.iss.TokenRequestsBetween(from, upAt.Add(-time.Second))
+	res.RequestsPerJob = float64(outageReqs) / float64(o.OutageJobs)
+	// Capped exponential backoff from 1s: at most 1 + log2(outage) attempts per job,
+	// plus its scheduled rotation and one recovery after a dropped answer.
+	res.RequestsPerJobBound = 3 + log2(res.Outage.Seconds())
+	res.PeakRate = s.iss.PeakTokenRate(from, upAt)
+	r.say("  issuer back after %s: %.1f token requests per job during the outage (peak %d/s)", res.Outage.Round(time.Second), res.RequestsPerJob, res.PeakRate)
+	err = bench.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
+		n, _ := s.tracker.RotatedSince(upAt)
+		return n >= o.OutageJobs && s.tracker.ValidCount(time.Now()) >= o.OutageJobs
+	})
+	res.RecoveredAll = err == nil
+	res.RecoveryTime = time.Since(upAt)
+	res.RecoverPeak = s.iss.PeakTokenRate(upAt, time.Now())
+	r.say("  every job held a fresh token %s after the issuer came back (peak %d requests/s)", res.RecoveryTime.Round(100*time.Millisecond), res.RecoverPeak)
+	if err := sleep(ctx, 2*o.OutageTTL); err != nil {
+		return nil, err
+	}
+	// Misses during the outage are unavoidable: they are counted after recovery only.
+	if err := s.finish(ctx, &res.Common, upAt.Add(res.RecoveryTime), time.Now()); err != nil {
+		return nil, err
+	}
+	r.say("  reuse %d, replays %d, lost chains %d, revoked %d/%d, live families %d",
+		res.RefreshReuse, res.PresentedTwice, res.LostChains, res.Revoked, res.Jobs, res.ActiveFamilies)
+	return res, nil
+}
+
+// replicas runs two managers with leader election; each round disturbs the leader:
+// graceful stop (SIGTERM, the lease is released), SIGKILL (the lease expires), or
+// SIGSTOP past the lease (the old leader wakes up after another took over).
+func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
+	o := r.o
+	r.say("replicas: %d jobs, token TTL %s, two managers with leader election (lease 4s), %d rounds every %s",
+		o.ReplicaJobs, o.ReplicaTTL, o.ReplicaRounds, o.ReplicaPeriod)
+	s, err := r.newScenario(ctx, "replicas", o.ReplicaJobs, o.ReplicaTTL)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	procs := map[string]*bench.Proc{}
+	for _, name := range []string{"a", "b"} {
+		if procs[name], err = s.startManager(name, true); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.createJobs(ctx); err != nil {
+		return nil, err
+	}
+	res := &Replicas{}
+	from := time.Now()
+	actions := []string{"SIGTERM", "SIGKILL", "SIGSTOP"}
+	for round := range o.ReplicaRounds {
+		if err := sleep(ctx, o.ReplicaPeriod); err != nil {
+			return nil, err
+		}
+		leader, err := s.leader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p := procs[leader]
+		if p == nil {
+			res.Rounds = append(res.Rounds, "no leader found")
+			continue
+		}
+		action := actions[round%len(actions)]
+		switch action {
+		case "SIGTERM":
+			p.Stop(20 * time.Second)
+		case "SIGKILL":
+			p.Kill()
+		case "SIGSTOP":
+			_ = p.Signal(syscall.SIGSTOP)
+			// Past the lease: the other replica takes over while this one is frozen.
+			_ = sleep(ctx, 6*time.Second)
+			_ = p.Signal(syscall.SIGCONT)
+			// Woken, it finds its lease lost and exits; a Deployment would restart it.
+			select {
+			case <-p.Done():
+			case <-time.After(20 * time.Second):
+				p.Kill()
+			}
+		}
+		if procs[leader], err = s.startManager(leader, true); err != nil {
+			return nil, err
+		}
+		newLeader, _ := s.waitNewLeader(ctx, leader)
+		if newLeader != "" && newLeader != leader {
+			res.Failovers++
+		}
+		res.Rounds = append(res.Rounds, fmt.Sprintf("%s %s → %s", action, leader, newLeader))
+		r.say("  round %d: %s to leader %s; now led by %s", round+1, action, leader, newLeader)
+	}
+	if err := sleep(ctx, 2*o.ReplicaTTL); err != nil {
+		return nil, err
+	}
+	if err := s.finish(ctx, &res.Common, from, time.Now()); err != nil {
+		return nil, err
+	}
+	r.say("  refreshes %d for %d generations (+%d re-mints), double refreshes %d, reuse %d, lost chains %d, revoked %d/%d",
+		res.RefreshesOK, res.Generations, res.Remints, res.PresentedTwice, res.RefreshReuse, res.LostChains, res.Revoked, res.Jobs)
+	return res, nil
+}
+
+// leader reads the lease holder and maps it to the replica whose log last acquired it.
+func (s *scenario) leader(ctx context.Context) (string, error) {
+	var who string
+	err := bench.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+		who = s.currentLeader()
+		return who != ""
+	})
+	return who, err
+}
+
+func (s *scenario) waitNewLeader(ctx context.Context, old string) (string, error) {
+	var who string
+	err := bench.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+		who = s.currentLeader()
+		return who != "" && who != old
+	})
+	if who == "" {
+		who = s.currentLeader()
+	}
+	return who, err
+}
+
+// currentLeader is the replica whose latest process (its log's last section) acquired
+// the lease and is still running.
+func (s *scenario) currentLeader() string {
+	for _, name := range []string{"a", "b"} {
+		var p *bench.Proc
+		for _, q := range s.procs {
+			if q.Name == name {
+				p = q
+			}
+		}
+		if p == nil || p.Exited() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
+		if err != nil {
+			continue
+		}
+		log := string(b)
+		if i := strings.LastIndex(log, "---- "); i >= 0 {
+			log = log[i:]
+		}
+		if strings.Contains(strings.ToLower(log), "successfully acquired lease") {
+			return name
+		}
+	}
+	return ""
+}
+
+func log2(x float64) float64 {
+	n := 0.0
+	for v := 1.0; v < x; v *= 2 {
+		n++
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error { return sleep(ctx, time.Until(t)) }

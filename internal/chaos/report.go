@@ -1,0 +1,99 @@
+package chaos
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jobtoken/jobtoken/internal/bench"
+)
+
+// Failure is one target a run missed.
+type Failure string
+
+// Failures lists the missed targets (empty: every target met).
+func (r *Result) Failures() []Failure {
+	var f []Failure
+	add := func(bad bool, format string, args ...any) {
+		if bad {
+			f = append(f, Failure(fmt.Sprintf(format, args...)))
+		}
+	}
+	common := func(name string, c Common, misses bool) {
+		if misses {
+			add(c.Misses > 0, "%s: %d deadline misses (worst %s late)", name, c.Misses, c.MaxLate)
+		}
+		add(c.RefreshReuse > 0, "%s: the issuer saw %d refresh-token replays", name, c.RefreshReuse)
+		add(c.PresentedTwice > 0, "%s: refresh tokens were presented %d times after their redemption", name, c.PresentedTwice)
+		add(c.LostChains > 0, "%s: %d lost chains", name, c.LostChains)
+		add(c.Revoked != c.Jobs, "%s: %d of %d ImportJobs revoked", name, c.Revoked, c.Jobs)
+		add(c.HeldActive > 0, "%s: %d tokens the operator held still active at the issuer after revocation", name, c.HeldActive)
+		add(c.VaultLeft > 0, "%s: %d vault Secrets left", name, c.VaultLeft)
+	}
+	if s := r.Soak; s != nil {
+		common("soak", s.Common, true)
+	}
+	if o := r.Outage; o != nil {
+		common("outage", o.Common, true)
+		add(o.RequestsPerJob > o.RequestsPerJobBound, "outage: %.1f token requests per job during the outage, bound %.0f", o.RequestsPerJob, o.RequestsPerJobBound)
+		add(!o.RecoveredAll, "outage: not every job recovered within 5 minutes")
+	}
+	if p := r.Replicas; p != nil {
+		common("replicas", p.Common, false)
+	}
+	return f
+}
+
+func yes(ok bool) string {
+	if ok {
+		return bench.Met
+	}
+	return bench.Missed
+}
+
+// Markdown renders the run as the chaos section of docs/benchmarks.md.
+func (r *Result) Markdown(command string) string {
+	o := r.Options
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("## Chaos")
+	w("")
+	w("- Command: `%s`", command)
+	w("- Run: %s, %s in all", r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Elapsed.Round(time.Second))
+	w("- Machine: %s", r.Machine)
+	w("- Setup: the manager is the cmd/manager binary in child processes (production intervals); development issuer in-process; Password grant; rotation at %s of the lifetime (0.1 jitter), propagation budget %s. A deadline miss is a worker Secret still holding a token at its expires_at minus the budget.",
+		o.Fraction, o.PropagationBudget)
+	w("")
+	w("| Scenario | Measure | Result | Target | |")
+	w("| --- | --- | --- | --- | --- |")
+	common := func(name string, c Common, missTarget bool) {
+		missT, missV := "0", yes(c.Misses == 0)
+		if !missTarget {
+			missT, missV = "", ""
+		}
+		w("| %s | Deadline misses (worst lateness) / tokens served past expires_at | %d (%s) / %d | %s | %s |", name, c.Misses, c.MaxLate.Round(10*time.Millisecond), c.Expired, missT, missV)
+		w("| %s | Refresh-token replays at the issuer (its reuse counter) / refresh tokens presented again after redemption | %d / %d | 0 / 0 | %s |", name, c.RefreshReuse, c.PresentedTwice, yes(c.RefreshReuse == 0 && c.PresentedTwice == 0))
+		w("| %s | Lost chains (refresh token dead at the quiet check, CredentialsLost or Stalled) | %d of %d | 0 | %s |", name, c.LostChains, c.Jobs, yes(c.LostChains == 0))
+		w("| %s | Issuer: refreshes / generations advanced / re-mints with the grant | %d / %d / %d | | |", name, c.RefreshesOK, c.Generations, c.Remints)
+		w("| %s | Revocation at the end: ImportJobs Revoked / held tokens still active at the issuer / vault Secrets left | %d of %d / %d / %d | all / 0 / 0 | %s |", name, c.Revoked, c.Jobs,
+			c.HeldActive, c.VaultLeft, yes(c.Revoked == c.Jobs && c.HeldActive == 0 && c.VaultLeft == 0))
+		w("| %s | Token families still alive at the issuer (replaced chains the controller leaves to expire, by design) | %d | | |", name, c.ActiveFamilies)
+	}
+	if s := r.Soak; s != nil {
+		w("| soak | %d jobs, access-token TTL %s, manager SIGKILLed every %s and restarted at once | %d kills in %s | | |", s.Jobs, o.SoakTTL, o.KillEvery, s.Kills, s.Duration.Round(time.Second))
+		common("soak", s.Common, true)
+	}
+	if x := r.Outage; x != nil {
+		w("| outage | %d jobs, TTL %s: %d refreshes committed and dropped (every other token request failing) for %s, then the issuer down for %d TTLs | outage %s | | |",
+			x.Jobs, o.OutageTTL, x.Dropped, x.Dying.Round(time.Millisecond), o.OutageTTLs, x.Outage.Round(time.Second))
+		w("| outage | Token requests per job during the outage (peak /s) | %.1f (peak %d/s) | ≤ %.0f (1 + log2 of the outage in s, + rotation and recovery) | %s |", x.RequestsPerJob, x.PeakRate, x.RequestsPerJobBound, yes(x.RequestsPerJob <= x.RequestsPerJobBound))
+		w("| outage | Automatic recovery: every job holds a fresh, unexpired token (peak requests/s meanwhile) | after %s (peak %d/s) | automatic | %s |", x.RecoveryTime.Round(100*time.Millisecond), x.RecoverPeak, yes(x.RecoveredAll))
+		common("outage (after recovery)", x.Common, true)
+	}
+	if p := r.Replicas; p != nil {
+		w("| replicas | %d jobs, TTL %s, two managers with leader election (lease 4s); rounds: %s | %d failovers | | |", p.Jobs, o.ReplicaTTL, strings.Join(p.Rounds, "; "), p.Failovers)
+		w("| replicas | Exactly one refresh per generation: refresh tokens presented again after redemption | %d | 0 | %s |", p.PresentedTwice, yes(p.PresentedTwice == 0 && p.RefreshReuse == 0))
+		common("replicas", p.Common, false)
+	}
+	return b.String()
+}
