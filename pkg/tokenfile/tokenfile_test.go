@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,86 +356,112 @@ func TestOAuth2TokenSource(t *testing.T) {
 	}
 }
 
-// Updates race with reads: a writer swaps the payload many times while readers read; each
-// read returns one complete version (token, type and expiry of the same rotation), never
-// an empty or mixed one, and no reader ever goes back to an older version. Run with -race.
+// Updates race with reads: readers sharing one Source, and readers that open a Source for
+// every read (other processes), read while the kubelet's atomic writer swaps the payload
+// many times. Each read returns one complete version (token, type and expiry of the same
+// rotation), and no shared-Source reader goes back to an older version. The test also
+// checks that the race took place: every reader read while the swaps were under way and
+// saw at least two versions then; otherwise it would prove nothing. Run with -race.
 func TestUpdatesRaceWithReads(t *testing.T) {
-	const swaps, readers = 300, 4
+	const (
+		shared, separate = 4, 2
+		minSwaps         = 300
+		// A starved reader gets more swaps, up to these bounds, before the test gives up.
+		maxSwaps = 20000
+		maxWait  = 30 * time.Second
+	)
 	dir, file := newVolume(t, 0)
 	s, err := New(file)
 	if err != nil {
 		t.Fatal(err)
 	}
+	type progress struct {
+		reads, versions atomic.Int64 // during the swaps
+	}
+	prog := make([]progress, shared+separate)
+	var swapping atomic.Bool
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	errs := make(chan error, readers+2)
-	counts := make([]int, readers)
-	for r := range readers {
-		wg.Go(func() {
-			last := 0
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				tok, err := s.Token()
-				if err != nil {
-					errs <- err
-					return
-				}
-				n, err := versionOf(tok)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if n < last {
-					errs <- fmt.Errorf("reader went back from version %d to %d", last, n)
-					return
-				}
-				last = n
-				counts[r]++
+	errs := make(chan error, shared+separate)
+	reader := func(r int, get func() (Token, error), monotonic bool) {
+		last := -1
+		seen := map[int]bool{}
+		for {
+			select {
+			case <-done:
+				return
+			default:
 			}
-		})
-	}
-	// Independent Sources (other processes) read the same volume too.
-	for range 2 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
+			before := swapping.Load()
+			tok, err := get()
+			if err != nil {
+				errs <- fmt.Errorf("reader %d: %w", r, err)
+				return
+			}
+			n, err := versionOf(tok)
+			if err != nil {
+				errs <- fmt.Errorf("reader %d: %w", r, err)
+				return
+			}
+			if monotonic && n < last {
+				errs <- fmt.Errorf("reader %d went back from version %d to %d", r, last, n)
+				return
+			}
+			last = n
+			if before && swapping.Load() {
+				prog[r].reads.Add(1)
+				if !seen[n] {
+					seen[n] = true
+					prog[r].versions.Add(1)
 				}
+			}
+		}
+	}
+	for r := range shared {
+		wg.Go(func() { reader(r, s.Token, true) })
+	}
+	for r := shared; r < shared+separate; r++ {
+		wg.Go(func() {
+			reader(r, func() (Token, error) {
 				other, err := New(file)
 				if err != nil {
-					errs <- err
-					return
+					return Token{}, err
 				}
-				tok, err := other.Token()
-				if err == nil {
-					_, err = versionOf(tok)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
+				return other.Token()
+			}, false)
 		})
 	}
-	for n := 1; n <= swaps; n++ {
-		if err := kubeletsim.WriteAtomic(dir, version(n)); err != nil {
+	raced := func() bool {
+		for i := range prog {
+			if prog[i].reads.Load() < 1 || prog[i].versions.Load() < 2 {
+				return false
+			}
+		}
+		return true
+	}
+	swapping.Store(true)
+	deadline := time.Now().Add(maxWait)
+	swaps := 0
+	for swaps < minSwaps || (!raced() && swaps < maxSwaps && time.Now().Before(deadline)) {
+		swaps++
+		if err := kubeletsim.WriteAtomic(dir, version(swaps)); err != nil {
 			close(done)
 			wg.Wait()
 			t.Fatal(err)
 		}
 	}
+	swapping.Store(false)
 	close(done)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
+	for i := range prog {
+		if reads, versions := prog[i].reads.Load(), prog[i].versions.Load(); reads < 1 || versions < 2 {
+			t.Errorf("reader %d read %d times and saw %d versions during %d swaps; want reads of at least 2 versions while the volume changed",
+				i, reads, versions, swaps)
+		}
+	}
 	mustVersion(t, s, swaps)
-	t.Logf("reads per reader during %d swaps: %v", swaps, counts)
 }
