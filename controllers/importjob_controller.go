@@ -744,15 +744,27 @@ func (r *ImportJobReconciler) schedule(s *scope) Schedule {
 	})
 }
 
-// retryWait is how long to wait before the next token request after failures: capped
-// exponential backoff from the last failure, kept in status so restarts honour it.
+// retryWait is how long to wait before the next token request after failures (see
+// NextRetry); the attempts and the last failure are kept in status so restarts honour it.
 func (r *ImportJobReconciler) retryWait(s *scope) time.Duration {
 	st := s.job.Status
 	if st.FailedRotationAttempts == 0 || st.LastFailureTime == nil {
 		return 0
 	}
-	backoff := retryBackoff(st.FailedRotationAttempts, r.MaxRetryBackoff)
-	return st.LastFailureTime.Add(backoff).Sub(s.now)
+	return r.nextRetry(s, st.LastFailureTime.Time, 0).Sub(s.now)
+}
+
+// nextRetry is NextRetry for the job's current state.
+func (r *ImportJobReconciler) nextRetry(s *scope, lastFailure time.Time, retryAfter time.Duration) time.Time {
+	in := RetryInput{
+		Attempts: s.job.Status.FailedRotationAttempts, LastFailure: lastFailure, MaxBackoff: r.MaxRetryBackoff,
+		Seed: jitterSeed(string(s.job.UID)+"/retry", int64(s.job.Status.FailedRotationAttempts)), RetryAfter: retryAfter,
+	}
+	if s.vault != nil && s.vault.AccessToken != "" {
+		in.ExpiresAt = s.vault.ExpiresAt
+		in.Deadline = Deadline(s.vault.ExpiresAt, propagationBudget(s.job))
+	}
+	return NextRetry(in)
 }
 
 // retryBackoff is 1s, 2s, 4s, ... capped at max.

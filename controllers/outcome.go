@@ -81,10 +81,7 @@ func (r *ImportJobReconciler) handleError(ctx context.Context, s *scope, err err
 	// Transient (or a dead chain of a first mint): retry with capped backoff, kept in status.
 	st.FailedRotationAttempts++
 	st.LastFailureTime = &metav1.Time{Time: s.now}
-	backoff := retryBackoff(st.FailedRotationAttempts, r.MaxRetryBackoff)
-	if ra := issuer.RetryAfterOf(err); ra > backoff {
-		backoff = ra
-	}
+	backoff := max(r.nextRetry(s, s.now, issuer.RetryAfterOf(err)).Sub(s.now), 0).Round(time.Millisecond)
 	msg := fmt.Sprintf("attempt %d failed: %v; retrying in %s", st.FailedRotationAttempts, err, backoff)
 	if s.vault != nil && s.vault.AccessToken != "" && s.now.Before(s.vault.ExpiresAt) {
 		msg += fmt.Sprintf("; the current token stays valid until %s", s.vault.ExpiresAt.UTC().Format(time.RFC3339))

@@ -42,7 +42,7 @@ type ScheduleInput struct {
 
 // Schedule is the decision for the current token.
 type Schedule struct {
-	// RotateAt is when to rotate, truncated to whole seconds (never later than computed).
+	// RotateAt is when to rotate.
 	RotateAt time.Time
 	// Action is what to do then.
 	Action RotationAction
@@ -56,27 +56,47 @@ type Schedule struct {
 	ChainEndsBeforeNext bool
 }
 
+// Rotation lead: when the propagation budget, not the fraction, decides the rotation
+// time, the rotation starts this much before the deadline so that the operator's own
+// work (the issuer's answer, the stored chain, the worker Secret) fits before it. It is
+// a share of the lifetime, at most maxRotationLead.
+const (
+	rotationLeadFraction = 0.05
+	maxRotationLead      = 5 * time.Second
+)
+
+// Deadline is when the workers must be able to read the next token: the expiry they
+// are told (whole seconds, as written to the worker Secret) minus the propagation budget.
+func Deadline(expiresAt time.Time, budget time.Duration) time.Time {
+	return expiresAt.Truncate(time.Second).Add(-budget)
+}
+
 // NextRotation computes when to rotate the current token and how. It is a pure
 // function of its input: the same input always gives the same schedule.
+//
+// The rotation aims at the fraction of the lifetime, but no later than the deadline
+// minus the rotation lead; the jitter then moves it earlier, after that clamp, so that
+// jobs whose budget decides are spread as much as the others (rotating all of them at
+// exactly deadline minus lead would make them rotate in lockstep).
 func NextRotation(in ScheduleInput) Schedule {
-	lifetime := in.ExpiresAt.Sub(in.IssuedAt)
-	if lifetime < 0 {
-		lifetime = 0
+	lifetime := max(in.ExpiresAt.Sub(in.IssuedAt), 0)
+	deadline := Deadline(in.ExpiresAt, in.PropagationBudget)
+	target := in.IssuedAt.Add(time.Duration(float64(lifetime) * in.Fraction))
+	lead := min(time.Duration(float64(lifetime)*rotationLeadFraction), maxRotationLead)
+	if latest := deadline.Add(-lead); latest.Before(target) {
+		target = latest
 	}
 	jitter := time.Duration(float64(lifetime) * in.Jitter * clamp01(in.JitterSeed))
-	rotateAt := in.IssuedAt.Add(time.Duration(float64(lifetime)*in.Fraction) - jitter)
-	if latest := in.ExpiresAt.Add(-in.PropagationBudget); latest.Before(rotateAt) {
-		rotateAt = latest
-	}
+	rotateAt := target.Add(-jitter)
 	out := Schedule{Action: ActionRefresh}
 
 	if !in.ChainEndsAt.IsZero() {
 		// A refresh at rotateAt must finish, and its token reach the workers, before the
 		// chain ends; otherwise mint a fresh pair before the wall instead.
-		if deadline := in.ChainEndsAt.Add(-in.PropagationBudget); !rotateAt.Before(deadline) {
+		if chainDeadline := in.ChainEndsAt.Add(-in.PropagationBudget); !rotateAt.Before(chainDeadline) {
 			if in.CanRemint {
 				out.Action = ActionRemint
-				rotateAt = deadline
+				rotateAt = chainDeadline
 			}
 		}
 		// After the next refresh, the following token would need the chain to last one
@@ -93,8 +113,55 @@ func NextRotation(in ScheduleInput) Schedule {
 	if in.ExpiresAt.Add(-in.PropagationBudget).Before(earliest) {
 		out.BudgetUnmet = true
 	}
-	out.RotateAt = rotateAt.Truncate(time.Second)
+	out.RotateAt = rotateAt
 	return out
+}
+
+// RetryInput is everything the wait before the next token request depends on, after
+// failed ones.
+type RetryInput struct {
+	// Attempts failed in a row, and when the last one failed.
+	Attempts    int32
+	LastFailure time.Time
+	// MaxBackoff caps the exponential backoff.
+	MaxBackoff time.Duration
+	// Seed picks the job's point within the backoff's jitter, in [0, 1).
+	Seed float64
+	// Deadline and ExpiresAt of the current token (zero without a token).
+	Deadline, ExpiresAt time.Time
+	// RetryAfter is what the issuer asked for (zero when it did not say).
+	RetryAfter time.Duration
+}
+
+// NextRetry is when to send the next token request after failures: capped exponential
+// backoff (1s, 2s, 4s, ...) with equal jitter (each wait is drawn from its upper half,
+// so that jobs that failed together do not all come back together when the issuer
+// returns), and, while the current token is still valid, never later than its
+// deadline (or, once that has passed, its expiry): a backoff must not be what makes a
+// rotation late. The issuer's Retry-After is honoured over both. It is a pure function.
+func NextRetry(in RetryInput) time.Time {
+	if in.Attempts <= 0 {
+		return in.LastFailure
+	}
+	backoff := retryBackoff(in.Attempts, in.MaxBackoff)
+	backoff -= time.Duration(float64(backoff/2) * (1 - clamp01(in.Seed)))
+	next := in.LastFailure.Add(backoff)
+	if !in.ExpiresAt.IsZero() && in.LastFailure.Before(in.ExpiresAt) {
+		bound := in.Deadline
+		if !in.LastFailure.Before(bound) {
+			bound = in.ExpiresAt
+		}
+		if earliest := in.LastFailure.Add(firstRetryBackoff); bound.Before(earliest) {
+			bound = earliest
+		}
+		if bound.Before(next) {
+			next = bound
+		}
+	}
+	if ra := in.LastFailure.Add(in.RetryAfter); ra.After(next) {
+		next = ra
+	}
+	return next
 }
 
 func clamp01(f float64) float64 {

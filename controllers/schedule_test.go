@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -21,8 +22,18 @@ func TestNextRotation(t *testing.T) {
 	}{
 		{"fraction of a 5 minute token", func() ScheduleInput { return base(5 * time.Minute) },
 			Schedule{RotateAt: at(210 * time.Second), Action: ActionRefresh}},
-		{"budget wins over the fraction", func() ScheduleInput { return base(60 * time.Second) },
-			Schedule{RotateAt: at(30 * time.Second), Action: ActionRefresh}},
+		{"budget wins over the fraction, less the lead (5% of the lifetime)", func() ScheduleInput { return base(60 * time.Second) },
+			Schedule{RotateAt: at(27 * time.Second), Action: ActionRefresh}},
+		{"budget decides and the jitter is kept", func() ScheduleInput {
+			in := base(60 * time.Second)
+			in.Jitter, in.JitterSeed = 0.1, 0.5
+			return in
+		}, Schedule{RotateAt: at(24 * time.Second), Action: ActionRefresh}},
+		{"the lead is at most 5s", func() ScheduleInput {
+			in := base(10 * time.Minute)
+			in.PropagationBudget = 9 * time.Minute
+			return in
+		}, Schedule{RotateAt: at(55 * time.Second), Action: ActionRefresh}},
 		{"jitter moves earlier by seed x jitter x lifetime", func() ScheduleInput {
 			in := base(10 * time.Minute)
 			in.Jitter, in.JitterSeed = 0.1, 0.5
@@ -33,11 +44,10 @@ func TestNextRotation(t *testing.T) {
 			in.Jitter = 0.1
 			return in
 		}, Schedule{RotateAt: at(420 * time.Second), Action: ActionRefresh}},
-		{"truncated to whole seconds, never later", func() ScheduleInput {
-			in := base(7 * time.Second)
-			in.PropagationBudget = time.Second
+		{"the deadline is against the expiry workers read, in whole seconds", func() ScheduleInput {
+			in := base(60*time.Second + 800*time.Millisecond)
 			return in
-		}, Schedule{RotateAt: at(4 * time.Second), Action: ActionRefresh}}, // 4.9s -> 4s
+		}, Schedule{RotateAt: at(26960 * time.Millisecond), Action: ActionRefresh}}, // 60s - 30s - 3.04s
 		{"tiny TTL: as early as the minimum interval, budget unmet", func() ScheduleInput { return base(2 * time.Second) },
 			Schedule{RotateAt: at(time.Second), Action: ActionRefresh, BudgetUnmet: true}},
 		{"TTL equal to the budget: budget unmet", func() ScheduleInput { return base(30 * time.Second) },
@@ -80,7 +90,7 @@ func TestNextRotation(t *testing.T) {
 			in := base(100 * time.Second)
 			in.Jitter, in.JitterSeed, in.PropagationBudget = 0.5, 7, 0
 			return in
-		}, Schedule{RotateAt: at(20 * time.Second), Action: ActionRefresh}}, // 70s - 49.99s = 20.0001s
+		}, Schedule{RotateAt: at(20*time.Second + 50*time.Microsecond), Action: ActionRefresh}}, // 70s - 49.99995s
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,8 +102,8 @@ func TestNextRotation(t *testing.T) {
 			if again := NextRotation(in); again != got {
 				t.Errorf("not pure: %+v then %+v", got, again)
 			}
-			if got.RotateAt.Nanosecond() != 0 {
-				t.Errorf("RotateAt %s is not truncated to seconds", got.RotateAt)
+			if dl := Deadline(in.ExpiresAt, in.PropagationBudget); !got.BudgetUnmet && got.RotateAt.After(dl) {
+				t.Errorf("RotateAt %s is after the deadline %s", got.RotateAt, dl)
 			}
 		})
 	}
@@ -116,6 +126,59 @@ func TestRetryBackoff(t *testing.T) {
 		if got := retryBackoff(tc.attempts, tc.max); got != tc.want {
 			t.Errorf("retryBackoff(%d, %s) = %s, want %s", tc.attempts, tc.max, got, tc.want)
 		}
+	}
+}
+
+func TestNextRetry(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	in := func(attempts int32, seed float64) RetryInput {
+		return RetryInput{Attempts: attempts, LastFailure: t0, MaxBackoff: time.Minute, Seed: seed}
+	}
+	with := func(r RetryInput, f func(*RetryInput)) RetryInput { f(&r); return r }
+	cases := []struct {
+		name string
+		in   RetryInput
+		want time.Time
+	}{
+		{"no failure", in(0, 0.5), t0},
+		{"first retry, lowest seed: half of 1s", in(1, 0), at(500 * time.Millisecond)},
+		{"fourth retry, seed 0.5: three quarters of 8s", in(4, 0.5), at(6 * time.Second)},
+		{"capped: half of the one-minute cap at the lowest seed", in(9, 0), at(30 * time.Second)},
+		{"a valid token bounds the wait by its deadline", with(in(4, 0.5), func(r *RetryInput) {
+			r.Deadline, r.ExpiresAt = at(3*time.Second), at(5*time.Second)
+		}), at(3 * time.Second)},
+		{"deadline passed: bounded by the expiry", with(in(4, 0.5), func(r *RetryInput) {
+			r.Deadline, r.ExpiresAt = at(-time.Second), at(2*time.Second)
+		}), at(2 * time.Second)},
+		{"bounded, but never sooner than 1s after the failure", with(in(4, 0.5), func(r *RetryInput) {
+			r.Deadline, r.ExpiresAt = at(-time.Second), at(300*time.Millisecond)
+		}), at(time.Second)},
+		{"expired token: plain backoff", with(in(4, 0.5), func(r *RetryInput) {
+			r.Deadline, r.ExpiresAt = at(-3*time.Second), at(-time.Second)
+		}), at(6 * time.Second)},
+		{"the issuer's Retry-After wins over the bound", with(in(4, 0.5), func(r *RetryInput) {
+			r.Deadline, r.ExpiresAt, r.RetryAfter = at(3*time.Second), at(5*time.Second), 20*time.Second
+		}), at(20 * time.Second)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NextRetry(tc.in); !got.Equal(tc.want) {
+				t.Errorf("NextRetry() = %s, want %s", got.Sub(t0), tc.want.Sub(t0))
+			}
+		})
+	}
+	// Jobs that failed together come back over the upper half of the backoff.
+	seen := map[time.Duration]bool{}
+	for i := range 100 {
+		d := NextRetry(in(5, jitterSeed(strconv.Itoa(i), 5))).Sub(t0)
+		if d < 8*time.Second || d > 16*time.Second {
+			t.Fatalf("retry after %s, want within [8s, 16s]", d)
+		}
+		seen[d.Truncate(time.Second)] = true
+	}
+	if len(seen) < 6 {
+		t.Errorf("100 jobs retried within only %d distinct seconds of [8s, 16s]", len(seen))
 	}
 }
 
