@@ -253,27 +253,52 @@ func TestUnitErrorClasses(t *testing.T) {
 		grant       jobtokenv1alpha1.GrantType
 		err         error
 		wantMint    bool
+		wantKeep    bool // the chain stays as it was and is refreshed at the next attempt
 		wantCond    string
 		wantStalled bool
 		wantRequeue bool
 	}{
 		{"transient keeps the chain and backs off", jobtokenv1alpha1.GrantPassword,
-			&issuer.Error{Class: issuer.ClassTransient, Op: "refresh", StatusCode: 503}, false, jobtokenv1alpha1.ConditionTokenRefreshFailed, false, true},
+			&issuer.Error{Class: issuer.ClassTransient, Op: "refresh", StatusCode: 503}, false, true, jobtokenv1alpha1.ConditionTokenRefreshFailed, false, true},
 		{"dead chain re-mints a Password grant", jobtokenv1alpha1.GrantPassword,
-			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, true, "", false, true},
+			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, true, false, "", false, true},
 		{"unknown outcome re-mints a Password grant", jobtokenv1alpha1.GrantPassword,
-			&issuer.Error{Class: issuer.ClassOutcomeUnknown, Op: "refresh"}, true, "", false, true},
+			&issuer.Error{Class: issuer.ClassOutcomeUnknown, Op: "refresh"}, true, false, "", false, true},
 		{"dead chain loses a RefreshToken grant", jobtokenv1alpha1.GrantRefreshToken,
-			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, false, jobtokenv1alpha1.ConditionCredentialsLost, false, true},
+			&issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}, false, false, jobtokenv1alpha1.ConditionCredentialsLost, false, true},
 		{"configuration stalls", jobtokenv1alpha1.GrantPassword,
-			&issuer.Error{Class: issuer.ClassConfiguration, Op: "refresh", Code: "invalid_client"}, false, jobtokenv1alpha1.ConditionStalled, true, false},
+			&issuer.Error{Class: issuer.ClassConfiguration, Op: "refresh", Code: "invalid_client"}, false, false, jobtokenv1alpha1.ConditionStalled, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newUnitEnv(t, tc.grant, interceptor.Funcs{})
 			u.start()
-			u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return nil, tc.err })
+			before := u.vault()
+			remints := u.job().Status.Remints
+			// The first refresh fails with tc.err; later ones succeed, for the refresh token
+			// the issuer holds as current only (a spent one is a dead chain, as at a real issuer).
+			var presented []string
+			current := before.RefreshToken
+			u.issuer.WithRefresh(func(_ context.Context, rt string) (*issuer.TokenSet, error) {
+				presented = append(presented, rt)
+				if len(presented) == 1 {
+					return nil, tc.err
+				}
+				if rt != current {
+					return nil, &issuer.Error{Class: issuer.ClassDeadChain, Op: "refresh", Code: "invalid_grant"}
+				}
+				ts := u.tokens("refreshed")
+				current = ts.RefreshToken
+				return ts, nil
+			})
+			u.issuer.WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) {
+				u.mints++
+				ts := u.tokens("reminted")
+				current = ts.RefreshToken
+				return ts, nil
+			})
 			mints := u.mints
+			calls := len(u.issuer.Calls())
 			u.clock.Step(31 * time.Second)
 			res, err := u.reconcile()
 			if tc.wantStalled != (err != nil) {
@@ -289,8 +314,61 @@ func TestUnitErrorClasses(t *testing.T) {
 			if tc.wantRequeue != (res.RequeueAfter > 0) {
 				t.Errorf("RequeueAfter = %s", res.RequeueAfter)
 			}
-			if tc.grant == jobtokenv1alpha1.GrantRefreshToken && u.vault().InFlight == "" {
+			after := u.vault()
+			if tc.grant == jobtokenv1alpha1.GrantRefreshToken && after.InFlight == "" {
 				t.Errorf("a lost one-shot chain must keep its marker so it is never replayed")
+			}
+			if len(presented) != 1 || presented[0] != before.RefreshToken {
+				t.Fatalf("refresh presented %d tokens, want the chain's one once", len(presented))
+			}
+			if tc.wantKeep {
+				if after.RefreshToken != before.RefreshToken || after.AccessToken != before.AccessToken || after.Generation != before.Generation {
+					t.Errorf("the chain changed: generation %d -> %d, refresh token kept %v, access token kept %v",
+						before.Generation, after.Generation, after.RefreshToken == before.RefreshToken, after.AccessToken == before.AccessToken)
+				}
+				if after.InFlight != "" {
+					t.Errorf("marker %q left behind: the next pass would treat the kept chain as spent", after.InFlight)
+				}
+				// The next attempt, after the backoff, refreshes the kept chain, and the issuer
+				// accepts it.
+				u.clock.Step(res.RequeueAfter)
+				if _, err := u.reconcile(); err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+				if len(presented) != 2 || presented[1] != before.RefreshToken {
+					t.Fatalf("the retry presented %d tokens, want the kept refresh token once more", len(presented)-1)
+				}
+				v, job := u.vault(), u.job()
+				if v.Generation != before.Generation+1 || v.RefreshToken != current || v.InFlight != "" || job.Status.Rotations != 1 || u.mints != mints {
+					t.Errorf("the retry did not rotate the kept chain: generation %d -> %d, rotations %d, mints %d -> %d, marker %q",
+						before.Generation, v.Generation, job.Status.Rotations, mints, u.mints, v.InFlight)
+				}
+			}
+			if tc.wantMint {
+				if got := u.issuer.Calls()[calls:]; len(got) != 2 || got[0] != "refresh" || got[1] != "mint" {
+					t.Errorf("issuer calls = %v, want refresh then mint", got)
+				}
+				if job.Status.Remints != remints+1 {
+					t.Errorf("remints %d -> %d, want one more", remints, job.Status.Remints)
+				}
+				if after.Generation <= before.Generation || after.RefreshToken != current || after.AccessToken == before.AccessToken || after.InFlight != "" {
+					t.Errorf("no new chain persisted: generation %d -> %d, refresh token is the minted one %v, access token replaced %v, marker %q",
+						before.Generation, after.Generation, after.RefreshToken == current, after.AccessToken != before.AccessToken, after.InFlight)
+				}
+				// The next rotation refreshes the new chain; the spent token is never sent again.
+				u.clock.Step(31 * time.Second)
+				if _, err := u.reconcile(); err != nil {
+					t.Fatalf("next rotation: %v", err)
+				}
+				for _, rt := range presented[1:] {
+					if rt == before.RefreshToken {
+						t.Errorf("the spent refresh token was presented again")
+					}
+				}
+				if len(presented) != 2 || u.job().Status.Rotations != 1 {
+					t.Errorf("the re-minted chain was not refreshed at the next rotation: %d refreshes after the re-mint, rotations %d",
+						len(presented)-1, u.job().Status.Rotations)
+				}
 			}
 		})
 	}
