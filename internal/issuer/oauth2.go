@@ -674,22 +674,13 @@ type tokenResponse struct {
 	ErrorDescription string          `json:"error_description"`
 }
 
-// parseOAuth2TokenResponse parses a 2xx token response received at now. Expiry:
-// expires_in, else the access token's JWT exp-iat (unverified), else defaultTTL, else an
-// error. refresh_expires_in > 0 sets RefreshExpiresAt (0 means no expiry). KeyID is the
-// access token's JWS kid. An "error" member makes it return an *errorInBody.
-// Errors never contain token bytes.
-func parseOAuth2TokenResponse(body []byte, contentType string, now time.Time, defaultTTL time.Duration) (*TokenSet, error) {
-	ts, onlyRefresh, err := parseTokenResponse(body, contentType, now, defaultTTL)
-	if err == nil && onlyRefresh {
-		return nil, errors.New("the response carries only a refresh token")
-	}
-	return ts, err
-}
-
-// parseTokenResponse is parseOAuth2TokenResponse, except that an RFC 8693 answer whose
-// issued token is a refresh token (issued_token_type refresh_token, no refresh_token
-// member) returns onlyRefresh with that token as RefreshToken and no AccessToken.
+// parseTokenResponse parses a 2xx token response received at now. Expiry: expires_in,
+// else the access token's JWT exp-iat (unverified), else defaultTTL, else an error.
+// refresh_expires_in > 0 sets RefreshExpiresAt (0 means no expiry). KeyID is the access
+// token's JWS kid. An "error" member makes it return an *errorInBody. An RFC 8693 answer
+// whose issued token is a refresh token (issued_token_type refresh_token, no
+// refresh_token member) returns onlyRefresh with that token as RefreshToken and no
+// AccessToken. Errors never contain token bytes.
 func parseTokenResponse(body []byte, contentType string, now time.Time, defaultTTL time.Duration) (ts *TokenSet, onlyRefresh bool, err error) {
 	var tr tokenResponse
 	if isFormContent(contentType) {
