@@ -273,27 +273,38 @@ func (s *Server) lookupLocked(tok, hint string) (*refreshRec, *accessRec) {
 	return nil, s.accesses[h]
 }
 
-// handleRevoke is RFC 7009. Revoking a refresh token revokes its family, access tokens
-// included; revoking an access token revokes that token. Unknown tokens get 200.
-func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+// tokenEndpointRequest is what revocation and introspection share: the form, the fault
+// gate, client authentication and the token parameter. On ok it returns with s.mu held;
+// otherwise the answer is written and the lock is free.
+func (s *Server) tokenEndpointRequest(w http.ResponseWriter, r *http.Request) (tok, client string, ok bool) {
 	if e := parseForm(w, r); e != nil {
 		writeOAuthError(w, e)
-		return
+		return "", "", false
 	}
 	if s.faultGate(w, r, false) != "" {
-		return
+		return "", "", false
 	}
-	tok := r.PostForm.Get("token")
+	tok = r.PostForm.Get("token")
 	s.mu.Lock()
-	client := s.authClient(r)
+	client = s.authClient(r)
 	if client == "" {
 		s.mu.Unlock()
 		writeOAuthError(w, errInvalidClient)
-		return
+		return "", "", false
 	}
 	if tok == "" {
 		s.mu.Unlock()
 		writeOAuthError(w, invalidRequest("Missing parameter: token"))
+		return "", "", false
+	}
+	return tok, client, true
+}
+
+// handleRevoke is RFC 7009. Revoking a refresh token revokes its family, access tokens
+// included; revoking an access token revokes that token. Unknown tokens get 200.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	tok, client, ok := s.tokenEndpointRequest(w, r)
+	if !ok {
 		return
 	}
 	rt, at := s.lookupLocked(tok, r.PostForm.Get("token_type_hint"))
@@ -326,24 +337,8 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 // handleIntrospect is RFC 7662. token_type is "access_token" or "refresh_token" (the
 // RFC 7009 hint vocabulary). Introspecting a used refresh token has no side effect.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	if e := parseForm(w, r); e != nil {
-		writeOAuthError(w, e)
-		return
-	}
-	if s.faultGate(w, r, false) != "" {
-		return
-	}
-	tok := r.PostForm.Get("token")
-	s.mu.Lock()
-	client := s.authClient(r)
-	if client == "" {
-		s.mu.Unlock()
-		writeOAuthError(w, errInvalidClient)
-		return
-	}
-	if tok == "" {
-		s.mu.Unlock()
-		writeOAuthError(w, invalidRequest("Missing parameter: token"))
+	tok, _, ok := s.tokenEndpointRequest(w, r)
+	if !ok {
 		return
 	}
 	s.c.Introspections++
