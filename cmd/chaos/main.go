@@ -61,7 +61,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	md := res.Markdown(commandLine())
+	md := res.Markdown(bench.MakeCommand("chaos", "CHAOS_FLAGS", "doc", "workdir", "manager-bin"))
 	fmt.Println()
 	fmt.Println(md)
 	if doc != "" {
@@ -80,19 +80,6 @@ func main() {
 		}
 		os.Exit(2)
 	}
-}
-
-func commandLine() string {
-	var flags []string
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name != "doc" && f.Name != "workdir" && f.Name != "manager-bin" {
-			flags = append(flags, "--"+f.Name+"="+f.Value.String())
-		}
-	})
-	if len(flags) == 0 {
-		return "make chaos"
-	}
-	return "make chaos CHAOS_FLAGS='" + strings.Join(flags, " ") + "'"
 }
 
 func fail(err error) {

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -11,13 +13,98 @@ import (
 const (
 	Met    = "met"
 	Missed = "**missed**"
+	// NotMeasured is the verdict of a target the run gave nothing to judge by (no
+	// rotation in the window, say): it counts as missed, never as met.
+	NotMeasured = "**not measured**"
 )
 
-func verdict(ok bool) string {
-	if ok {
+// IDs of the benchmark's targets.
+const (
+	TargetTTFC              = "time to first credential ≤ 2x the raw writes"
+	TargetNoopWrites        = "no API writes from reconciles with nothing to do"
+	TargetDeadlineMisses    = "no deadline misses"
+	TargetWritesPerRotation = "API writes per rotation ≤ 2"
+	TargetIssuerCalls       = "one issuer call per rotation"
+	TargetMemory            = "manager memory per job ≤ 20 KiB"
+	TargetSaturation        = "saturated rotation ≥ 0.8 of the write ceiling"
+)
+
+// Target is one target of the run, judged.
+type Target struct {
+	ID string
+	// Measured is false when the run gave nothing to judge the target by; Met is then
+	// false too.
+	Measured, Met bool
+	// Why says what was measured, or why nothing was.
+	Why string
+}
+
+// Verdict is the target's word in the table.
+func (t Target) Verdict() string {
+	switch {
+	case !t.Measured:
+		return NotMeasured
+	case t.Met:
 		return Met
+	default:
+		return Missed
 	}
-	return Missed
+}
+
+// Targets judges the run against every target that applies to it (the saturation
+// target only when that phase ran). The steady-rotation targets (deadline misses, writes
+// and issuer calls per rotation, memory at the end of the window) are not measured when
+// the window saw no rotation: zero writes for zero rotations proves nothing.
+func (r *Result) Targets() []Target {
+	f := r.Derive()
+	s := r.Steady
+	steady := s.Window > 0 && s.Rotations > 0
+	noRotation := "no rotation in the steady window"
+	judge := func(id string, measured bool, why string, met bool, got string) Target {
+		if !measured {
+			return Target{ID: id, Why: why}
+		}
+		return Target{ID: id, Measured: true, Met: met, Why: got}
+	}
+	out := []Target{
+		judge(TargetTTFC, r.TTFC.N > 0 && f.TTFCRawCost > 0, "no first credential or no write floor measured",
+			f.TTFCRatio <= 2, fmt.Sprintf("%.2fx", f.TTFCRatio)),
+		judge(TargetNoopWrites, r.NoopReconciles > 0, "no reconcile with nothing to do was observed",
+			r.NoopWrites == 0 && r.NoopRotations == 0, fmt.Sprintf("%d writes, %d rotations meanwhile", r.NoopWrites, r.NoopRotations)),
+		judge(TargetDeadlineMisses, steady && s.RotationsSeen > 0, "no rotation in the steady window (or none seen by the tracker)",
+			len(s.Misses) == 0, fmt.Sprintf("%d misses", len(s.Misses))),
+		judge(TargetWritesPerRotation, steady, noRotation,
+			f.WritesPerRotation <= 2, fmt.Sprintf("%.2f", f.WritesPerRotation)),
+		judge(TargetIssuerCalls, steady, noRotation,
+			f.IssuerPerRotation > 0.995 && f.IssuerPerRotation < 1.005, fmt.Sprintf("%.3f per rotation", f.IssuerPerRotation)),
+		judge(TargetMemory, steady && r.Options.Jobs > 0 && r.Memory.BaselineHeap > 0 && r.Memory.SteadyHeap > 0, noRotation+" (or no heap figures)",
+			f.HeapKiBPerJob <= 20, fmt.Sprintf("%.1f KiB", f.HeapKiBPerJob)),
+	}
+	if !r.Options.SkipBurst {
+		b := r.Burst
+		out = append(out, judge(TargetSaturation, f.BurstRate > 0 && f.BurstCeiling > 0, "no rotation in the saturation phase (or no write floor)",
+			f.CapacityRatio >= 0.8 && b.Rotated >= b.Jobs, fmt.Sprintf("%.2f, %d of %d jobs rotated", f.CapacityRatio, b.Rotated, b.Jobs)))
+	}
+	return out
+}
+
+// Failures lists the targets missed or not measured; empty when the run met them all.
+func (r *Result) Failures() []Target {
+	var out []Target
+	for _, t := range r.Targets() {
+		if !t.Met {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func targetVerdicts(ts []Target) map[string]string {
+	m := make(map[string]string, len(ts))
+	for _, t := range ts {
+		m[t.ID] = t.Verdict()
+	}
+	return m
 }
 
 // Figures are the derived numbers the targets are judged on.
@@ -43,8 +130,10 @@ type Figures struct {
 // Derive computes the figures.
 func (r *Result) Derive() Figures {
 	var f Figures
-	serialCost := time.Duration(float64(time.Second) / r.FloorEmpty.Serial.PerSec)
-	f.TTFCRawCost = time.Duration(r.TTFCWrites * float64(serialCost))
+	if r.FloorEmpty.Serial.PerSec > 0 {
+		serialCost := time.Duration(float64(time.Second) / r.FloorEmpty.Serial.PerSec)
+		f.TTFCRawCost = time.Duration(r.TTFCWrites * float64(serialCost))
+	}
 	if f.TTFCRawCost > 0 {
 		f.TTFCRatio = float64(r.TTFC.P50) / float64(f.TTFCRawCost)
 	}
@@ -72,8 +161,12 @@ func (r *Result) Derive() Figures {
 	if b.Duration > 0 && b.Rotations > 0 {
 		f.BurstRate = float64(b.Rotated) / b.Duration.Seconds()
 		f.BurstWritesPerRot = float64(b.Writes) / b.Rotations
-		f.BurstCeiling = r.FloorLoaded.Concurrent.PerSec / f.BurstWritesPerRot
-		f.CapacityRatio = f.BurstRate / f.BurstCeiling
+		if f.BurstWritesPerRot > 0 {
+			f.BurstCeiling = r.FloorLoaded.Concurrent.PerSec / f.BurstWritesPerRot
+		}
+		if f.BurstCeiling > 0 {
+			f.CapacityRatio = f.BurstRate / f.BurstCeiling
+		}
 		f.BurstCPUmsPerRot = map[string]float64{}
 		for k, v := range b.CPUSeconds {
 			f.BurstCPUmsPerRot[k] = v * 1000 / float64(b.Rotated)
@@ -96,6 +189,7 @@ func ms(d time.Duration) string {
 // Markdown renders the run as the section of docs/benchmarks.md.
 func (r *Result) Markdown(command string) string {
 	f := r.Derive()
+	v := targetVerdicts(r.Targets())
 	o := r.Options
 	conc := o.Concurrency
 	if conc <= 0 {
@@ -121,25 +215,30 @@ func (r *Result) Markdown(command string) string {
 	w("| Time to first credential, %d ImportJobs one at a time (created → worker Secret holds a token and the Job exists) | median %s, p99 %s, max %s | | |", r.TTFC.N, ms(r.TTFC.P50), ms(r.TTFC.P99), ms(r.TTFC.Max))
 	w("| Manager writes per first credential | %.2f (%s) | | |", r.TTFCWrites, breakdown(r.TTFCBreakdown, float64(r.TTFC.N)))
 	w("| TTFC median ÷ cost of the same number of raw serial writes (%.2f × %s = %s) | %.2fx | ≤ 2x | %s |", r.TTFCWrites,
-		ms(time.Duration(float64(time.Second)/r.FloorEmpty.Serial.PerSec)), ms(f.TTFCRawCost), f.TTFCRatio, verdict(f.TTFCRatio <= 2))
+		ms(time.Duration(float64(time.Second)/r.FloorEmpty.Serial.PerSec)), ms(f.TTFCRawCost), f.TTFCRatio, v[TargetTTFC])
 	if r.TTFCBulk.N > 0 {
 		w("| Time to first credential, %d ImportJobs created at once by %d clients | median %s, p99 %s; all within %s | | |", r.TTFCBulk.N, o.CreateConcurrency,
 			ms(r.TTFCBulk.P50), ms(r.TTFCBulk.P99), ms(r.TTFCBulkMakespan))
 	}
-	w("| API writes of reconciles with nothing to do (%.0f reconciles after an annotation change, %d rotations meanwhile) | %d | 0 | %s |", r.NoopReconciles, r.NoopRotations, r.NoopWrites, verdict(r.NoopWrites == 0 && r.NoopRotations == 0))
+	w("| API writes of reconciles with nothing to do (%.0f reconciles after an annotation change, %d rotations meanwhile) | %d | 0 | %s |", r.NoopReconciles, r.NoopRotations, r.NoopWrites, v[TargetNoopWrites])
 	s := r.Steady
 	w("| Steady rotation (%s window after %s warm-up) | %.0f rotations, %.2f /s (%.0f per job-hour; tracker saw %d) | | |", ms(s.Window), o.Warmup, s.Rotations, f.SteadyRate, f.RotationsPerJobHr, s.RotationsSeen)
-	w("| Deadline misses (a token still in the worker Secret at expires_at − budget) | %d (min slack %s, 1st percentile %s; %d served past expires_at) | 0 | %s |", len(s.Misses), ms(s.MinSlack), ms(s.P1Slack), s.Expired, verdict(len(s.Misses) == 0))
-	w("| API writes per rotation | %.2f (%s) | ≤ 2 | %s |", f.WritesPerRotation, breakdown(s.Breakdown, s.Rotations), verdict(f.WritesPerRotation <= 2))
+	w("| Deadline misses (a token still in the worker Secret at expires_at − budget) | %d (min slack %s, 1st percentile %s; %d served past expires_at) | 0 | %s |", len(s.Misses), ms(s.MinSlack), ms(s.P1Slack), s.Expired, v[TargetDeadlineMisses])
+	w("| API writes per rotation | %.2f (%s) | ≤ 2 | %s |", f.WritesPerRotation, breakdown(s.Breakdown, s.Rotations), v[TargetWritesPerRotation])
 	w("| API reads per rotation (uncached GETs and LISTs) | %.2f | | |", float64(s.Reads)/max(s.Rotations, 1))
 	w("| Issuer calls per job-hour | %.1f = %.3f per rotation (%d new TCP connections to the issuer, %.2f per call) | one per rotation | %s |", f.IssuerPerJobHour, f.IssuerPerRotation,
-		s.IssuerConnections, float64(s.IssuerConnections)/max(float64(s.IssuerCalls), 1), verdict(f.IssuerPerRotation > 0.995 && f.IssuerPerRotation < 1.005))
+		s.IssuerConnections, float64(s.IssuerConnections)/max(float64(s.IssuerCalls), 1), v[TargetIssuerCalls])
 	w("| Manager memory per job (live heap after GC, %d jobs vs none) | %.1f KiB (heap %s → %s; RSS %.1f KiB per job, %s → %s) | ≤ 20 KiB | %s |", o.Jobs, f.HeapKiBPerJob,
-		mib(r.Memory.BaselineHeap), mib(r.Memory.SteadyHeap), f.RSSKiBPerJob, mib(r.Memory.BaselineRSS), mib(r.Memory.SteadyRSS), verdict(f.HeapKiBPerJob <= 20))
+		mib(r.Memory.BaselineHeap), mib(r.Memory.SteadyHeap), f.RSSKiBPerJob, mib(r.Memory.BaselineRSS), mib(r.Memory.SteadyRSS), v[TargetMemory])
 	if f.BurstRate > 0 {
 		w("| Saturated rotation: every job due at once (manager frozen, then resumed) | %d rotations in %s = %.1f /s, %.2f writes per rotation | | |", r.Burst.Rotated, ms(r.Burst.Duration), f.BurstRate, f.BurstWritesPerRot)
 		w("| Rotations/s ÷ (raw writes/s with %d writers ÷ writes per rotation) = %.1f ÷ (%.0f ÷ %.2f = %.1f) | %.2f | ≥ 0.8 | %s |", conc, f.BurstRate, r.FloorLoaded.Concurrent.PerSec, f.BurstWritesPerRot,
-			f.BurstCeiling, f.CapacityRatio, verdict(f.CapacityRatio >= 0.8))
+			f.BurstCeiling, f.CapacityRatio, v[TargetSaturation])
+		if r.Burst.Rotated < r.Burst.Jobs {
+			w("| Jobs rotated in the saturation phase | %d of %d (timed out) | all | %s |", r.Burst.Rotated, r.Burst.Jobs, v[TargetSaturation])
+		}
+	} else if !o.SkipBurst {
+		w("| Saturated rotation: every job due at once (manager frozen, then resumed) | no rotation measured | ≥ 0.8 | %s |", v[TargetSaturation])
 	}
 	w("| CPU per rotation, steady (ms) | %s | | |", cpuList(f.CPUmsPerRotation))
 	if f.BurstRate > 0 {
@@ -190,4 +289,20 @@ func cpuList(m map[string]float64) string {
 		total += m[k]
 	}
 	return strings.Join(parts, ", ") + fmt.Sprintf("; total %.2f", total)
+}
+
+// MakeCommand is the make invocation that reproduces this run, for the report: the make
+// target with the flags set on the command line (except those named in skip) passed
+// through its flags variable.
+func MakeCommand(target, flagsVar string, skip ...string) string {
+	var flags []string
+	flag.Visit(func(f *flag.Flag) {
+		if !slices.Contains(skip, f.Name) {
+			flags = append(flags, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	if len(flags) == 0 {
+		return "make " + target
+	}
+	return "make " + target + " " + flagsVar + "='" + strings.Join(flags, " ") + "'"
 }
