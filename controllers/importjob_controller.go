@@ -761,7 +761,7 @@ func (r *ImportJobReconciler) nextRetry(s *scope, lastFailure time.Time, retryAf
 		Seed: jitterSeed(string(s.job.UID)+"/retry", int64(s.job.Status.FailedRotationAttempts)), RetryAfter: retryAfter,
 	}
 	if s.vault != nil && s.vault.AccessToken != "" {
-		in.ExpiresAt = s.vault.ExpiresAt
+		in.IssuedAt, in.ExpiresAt = s.vault.IssuedAt, s.vault.ExpiresAt
 		in.Deadline = Deadline(s.vault.ExpiresAt, propagationBudget(s.job))
 	}
 	return NextRetry(in)

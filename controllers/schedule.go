@@ -58,10 +58,13 @@ type Schedule struct {
 
 // Rotation lead: when the propagation budget, not the fraction, decides the rotation
 // time, the rotation starts this much before the deadline so that the operator's own
-// work (the issuer's answer, the stored chain, the worker Secret) fits before it. It is
-// a share of the lifetime, at most maxRotationLead.
+// work (the issuer's answer, the stored chain, the worker Secret, behind the other jobs
+// due at the same time) fits before it. It is a share of the lifetime, at least
+// minRotationLead (a loaded API server and issuer take that long) and at most
+// maxRotationLead.
 const (
 	rotationLeadFraction = 0.05
+	minRotationLead      = time.Second
 	maxRotationLead      = 5 * time.Second
 )
 
@@ -82,7 +85,7 @@ func NextRotation(in ScheduleInput) Schedule {
 	lifetime := max(in.ExpiresAt.Sub(in.IssuedAt), 0)
 	deadline := Deadline(in.ExpiresAt, in.PropagationBudget)
 	target := in.IssuedAt.Add(time.Duration(float64(lifetime) * in.Fraction))
-	lead := min(time.Duration(float64(lifetime)*rotationLeadFraction), maxRotationLead)
+	lead := min(max(time.Duration(float64(lifetime)*rotationLeadFraction), minRotationLead), maxRotationLead)
 	if latest := deadline.Add(-lead); latest.Before(target) {
 		target = latest
 	}
@@ -127,8 +130,8 @@ type RetryInput struct {
 	MaxBackoff time.Duration
 	// Seed picks the job's point within the backoff's jitter, in [0, 1).
 	Seed float64
-	// Deadline and ExpiresAt of the current token (zero without a token).
-	Deadline, ExpiresAt time.Time
+	// IssuedAt, Deadline and ExpiresAt of the current token (zero without a token).
+	IssuedAt, Deadline, ExpiresAt time.Time
 	// RetryAfter is what the issuer asked for (zero when it did not say).
 	RetryAfter time.Duration
 }
@@ -136,14 +139,22 @@ type RetryInput struct {
 // NextRetry is when to send the next token request after failures: capped exponential
 // backoff (1s, 2s, 4s, ...) with equal jitter (each wait is drawn from its upper half,
 // so that jobs that failed together do not all come back together when the issuer
-// returns), and, while the current token is still valid, never later than its
+// returns). While the current token is still valid, the wait ends no later than its
 // deadline (or, once that has passed, its expiry): a backoff must not be what makes a
-// rotation late. The issuer's Retry-After is honoured over both. It is a pure function.
+// rotation late. Once the token has expired, the cap is the token's lifetime (when
+// shorter than MaxBackoff): the workers have nothing valid to read, so a job retries at
+// most about as often as it would rotate, and holds a fresh token within one lifetime
+// of the issuer's return. The issuer's Retry-After is honoured over all of these. It is
+// a pure function.
 func NextRetry(in RetryInput) time.Time {
 	if in.Attempts <= 0 {
 		return in.LastFailure
 	}
-	backoff := retryBackoff(in.Attempts, in.MaxBackoff)
+	maxBackoff := in.MaxBackoff
+	if lifetime := in.ExpiresAt.Sub(in.IssuedAt); !in.ExpiresAt.IsZero() && !in.LastFailure.Before(in.ExpiresAt) && lifetime > 0 {
+		maxBackoff = min(maxBackoff, max(lifetime, firstRetryBackoff))
+	}
+	backoff := retryBackoff(in.Attempts, maxBackoff)
 	backoff -= time.Duration(float64(backoff/2) * (1 - clamp01(in.Seed)))
 	next := in.LastFailure.Add(backoff)
 	if !in.ExpiresAt.IsZero() && in.LastFailure.Before(in.ExpiresAt) {

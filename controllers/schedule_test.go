@@ -29,6 +29,11 @@ func TestNextRotation(t *testing.T) {
 			in.Jitter, in.JitterSeed = 0.1, 0.5
 			return in
 		}, Schedule{RotateAt: at(24 * time.Second), Action: ActionRefresh}},
+		{"the lead is at least 1s", func() ScheduleInput {
+			in := base(10 * time.Second)
+			in.PropagationBudget = 3 * time.Second
+			return in
+		}, Schedule{RotateAt: at(6 * time.Second), Action: ActionRefresh}},
 		{"the lead is at most 5s", func() ScheduleInput {
 			in := base(10 * time.Minute)
 			in.PropagationBudget = 9 * time.Minute
@@ -157,6 +162,9 @@ func TestNextRetry(t *testing.T) {
 		{"expired token: plain backoff", with(in(4, 0.5), func(r *RetryInput) {
 			r.Deadline, r.ExpiresAt = at(-3*time.Second), at(-time.Second)
 		}), at(6 * time.Second)},
+		{"expired token: the cap is its lifetime", with(in(9, 0), func(r *RetryInput) {
+			r.IssuedAt, r.Deadline, r.ExpiresAt = at(-7*time.Second), at(-3*time.Second), at(-time.Second)
+		}), at(3 * time.Second)},
 		{"the issuer's Retry-After wins over the bound", with(in(4, 0.5), func(r *RetryInput) {
 			r.Deadline, r.ExpiresAt, r.RetryAfter = at(3*time.Second), at(5*time.Second), 20*time.Second
 		}), at(20 * time.Second)},

@@ -36,7 +36,8 @@ type Tracker struct {
 	misses  []Miss
 	changes []time.Time // every revision change after the first token
 	slacks  []time.Duration
-	expired []Miss // revisions still served after expires_at itself
+	keys    []string // the ImportJob of each change
+	expired []Miss   // revisions still served after expires_at itself
 }
 
 type tracked struct {
@@ -150,6 +151,7 @@ func (t *Tracker) onSecret(o any) {
 		deadline := tr.exp.Add(-t.budget)
 		t.slacks = append(t.slacks, deadline.Sub(now))
 		t.changes = append(t.changes, now)
+		t.keys = append(t.keys, key)
 		if now.After(deadline) {
 			if !tr.missed {
 				t.misses = append(t.misses, Miss{Key: key, Deadline: deadline, Late: now.Sub(deadline)})
@@ -309,6 +311,40 @@ func (t *Tracker) Between(from, to time.Time) Window {
 		w.P1Slack = slacks[len(slacks)/100]
 	}
 	return w
+}
+
+// Rotation is one token replacement the tracker saw.
+type Rotation struct {
+	Key string
+	At  time.Time
+	// Slack is the replaced token's deadline minus At (negative: late).
+	Slack time.Duration
+}
+
+// Rotations lists the replacements seen in [from, to), in the order they were seen.
+func (t *Tracker) Rotations(from, to time.Time) []Rotation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Rotation
+	for i, at := range t.changes {
+		if !at.Before(from) && at.Before(to) {
+			out = append(out, Rotation{Key: t.keys[i], At: at, Slack: t.slacks[i]})
+		}
+	}
+	return out
+}
+
+// PeakPerSecond is the largest number of rotations seen within any one second.
+func PeakPerSecond(rs []Rotation) int {
+	peak := 0
+	for i := range rs {
+		n := 0
+		for j := i; j < len(rs) && rs[j].At.Sub(rs[i].At) < time.Second; j++ {
+			n++
+		}
+		peak = max(peak, n)
+	}
+	return peak
 }
 
 // Since is when the current token revision of an ImportJob appeared.

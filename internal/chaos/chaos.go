@@ -130,12 +130,16 @@ type Common struct {
 	// ActiveFamilies every live token family at the issuer, including chains replaced after
 	// an unknown outcome, which the controller leaves to expire by design (revoking a
 	// refresh token on Keycloak detaches the client from all of the user's sessions);
-	// VaultLeft the vault Secrets left.
-	Revoked        int
-	HeldActive     int
-	ActiveFamilies int64
-	VaultLeft      int
-	Remints        int64
+	// VaultLeft the vault Secrets left. HeldRefreshActiveBefore counts the held refresh
+	// tokens active at the issuer just before the end (each job's, so that "inactive
+	// after" proves the revocation); HeldChecked the held tokens not expired on their own
+	// when checked after the revocation.
+	Revoked                 int
+	HeldActive, HeldChecked int
+	HeldRefreshActiveBefore int
+	ActiveFamilies          int64
+	VaultLeft               int
+	Remints                 int64
 }
 
 // Soak is the kill -9 soak.
@@ -155,6 +159,8 @@ type Outage struct {
 	PeakRate, RecoverPeak int64
 	RecoveryTime          time.Duration
 	RecoveredAll          bool
+	// SteadyPeak is the most rotations seen within one second after the recovery.
+	SteadyPeak int
 }
 
 // Replicas is the two-manager run.
@@ -162,6 +168,9 @@ type Replicas struct {
 	Common
 	Rounds    []string
 	Failovers int
+	// RoundsBy and FailoversBy count the rounds, and those in which the other replica
+	// took the lease over, by kind of disturbance.
+	RoundsBy, FailoversBy map[string]int
 }
 
 type runner struct {
@@ -353,22 +362,67 @@ func (s *scenario) lostChains(ctx context.Context) (int, error) {
 	return lost, nil
 }
 
-// generations sums the vault generations after the first mint.
-func (s *scenario) generations(ctx context.Context) (int64, error) {
-	vs, err := s.vaults(ctx)
-	if err != nil {
-		return 0, err
+// quietSnapshot freezes every running manager (SIGSTOP) at a moment when no stored chain
+// has a request in flight, and reads the generations and the issuer's counters there, so
+// that the two can be compared: no rotation can land between the two reads.
+func (s *scenario) quietSnapshot(ctx context.Context, c *Common) error {
+	var live []*bench.Proc
+	for _, p := range s.procs {
+		if !p.Exited() {
+			live = append(live, p)
+		}
 	}
-	var g int64
-	for _, v := range vs {
-		n, _ := strconv.ParseInt(string(v.Data["generation"]), 10, 64)
-		g += max(n-1, 0)
+	resume := func() {
+		for _, p := range live {
+			_ = p.Signal(syscall.SIGCONT)
+		}
 	}
-	return g, nil
+	for attempt := 0; ; attempt++ {
+		for _, p := range live {
+			_ = p.Signal(syscall.SIGSTOP)
+		}
+		vs, err := s.vaults(ctx)
+		if err != nil {
+			resume()
+			return err
+		}
+		inFlight := 0
+		var gens int64
+		for _, v := range vs {
+			if len(v.Data["in_flight"]) > 0 {
+				inFlight++
+			}
+			n, _ := strconv.ParseInt(string(v.Data["generation"]), 10, 64)
+			gens += max(n-1, 0)
+		}
+		if inFlight == 0 || attempt == 50 {
+			ic := s.iss.Counters()
+			resume()
+			if inFlight > 0 {
+				return fmt.Errorf("no quiet point: %d chains had a request in flight at each of %d looks", inFlight, attempt+1)
+			}
+			c.Generations = gens
+			c.RefreshesOK = ic.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultOK]
+			c.PasswordOK = ic.TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]
+			c.Remints = c.PasswordOK - int64(s.n)
+			return nil
+		}
+		resume()
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
-// finish fills the common counters: chains, then every Job marked Complete, then
-// revocation completeness at the issuer.
+// heldToken is a token the operator held at the end, with the time it expires.
+type heldToken struct {
+	token     string
+	refresh   bool
+	expiresAt time.Time
+}
+
+// finish fills the common counters: chains, the quiet snapshot, then every Job marked
+// Complete, then revocation at the issuer of the tokens the operator held.
 func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) error {
 	c.Jobs = s.n
 	w := s.tracker.Between(from, to)
@@ -380,21 +434,29 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 	if c.LostChains, err = s.lostChains(ctx); err != nil {
 		return err
 	}
-	if c.Generations, err = s.generations(ctx); err != nil {
+	if err := s.quietSnapshot(ctx, c); err != nil {
 		return err
 	}
-	// The tokens the operator holds at the end (kept in memory only, never printed): each
-	// must be inactive at the issuer once the jobs are revoked.
-	var held []string
+	// The tokens the operator holds at the end (kept in memory only, never printed). Each
+	// is active now; once the jobs are revoked, each that has not expired on its own by
+	// then must be inactive. Refresh tokens live for minutes, so they always count.
+	var held []heldToken
 	vs, err := s.vaults(ctx)
 	if err != nil {
 		return err
 	}
 	for _, v := range vs {
-		for _, k := range []string{"refresh_token", "access_token"} {
-			if t := string(v.Data[k]); t != "" {
-				held = append(held, t)
-			}
+		if t := string(v.Data["refresh_token"]); t != "" {
+			held = append(held, heldToken{token: t, refresh: true})
+		}
+		if t := string(v.Data["access_token"]); t != "" {
+			exp, _ := time.Parse(time.RFC3339Nano, string(v.Data["expires_at"]))
+			held = append(held, heldToken{token: t, expiresAt: exp})
+		}
+	}
+	for _, h := range held {
+		if h.refresh && s.iss.Active(h.token) {
+			c.HeldRefreshActiveBefore++
 		}
 	}
 	s.stopTr()
@@ -417,8 +479,13 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 		c.VaultLeft = len(vs)
 		return err == nil && len(vs) == 0
 	})
-	for _, t := range held {
-		if s.iss.Active(t) {
+	now := time.Now()
+	for _, h := range held {
+		if !h.refresh && !now.Before(h.expiresAt) {
+			continue // expired on its own: inactive whatever the revocation did
+		}
+		c.HeldChecked++
+		if s.iss.Active(h.token) {
 			c.HeldActive++
 		}
 	}
@@ -427,9 +494,6 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 	c.ActiveFamilies = ic.ActiveFamilies
 	c.RefreshReuse = ic.RefreshReuse
 	c.PresentedTwice = tr.Replays
-	c.RefreshesOK = ic.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultOK]
-	c.PasswordOK = ic.TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]
-	c.Remints = c.PasswordOK - int64(s.n)
 	// The finished ImportJobs are deleted so that later scenarios' managers do not cache them.
 	for _, ns := range s.fx.Namespaces {
 		_ = s.r.cl.Client.DeleteAllOf(ctx, &jobtokenv1alpha1.ImportJob{}, client.InNamespace(ns))
@@ -546,7 +610,14 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 		return nil, err
 	}
 	// Misses during the outage are unavoidable: they are counted after recovery only.
-	if err := s.finish(ctx, &res.Common, upAt.Add(res.RecoveryTime), time.Now()); err != nil {
+	measuredFrom, measuredTo := upAt.Add(res.RecoveryTime), time.Now()
+	after := s.tracker.Rotations(measuredFrom, measuredTo)
+	res.SteadyPeak = bench.PeakPerSecond(after)
+	r.say("  after recovery: %d rotations, at most %d within one second", len(after), res.SteadyPeak)
+	if err := s.writeTimeline(upAt); err != nil {
+		return nil, err
+	}
+	if err := s.finish(ctx, &res.Common, measuredFrom, measuredTo); err != nil {
 		return nil, err
 	}
 	r.say("  reuse %d, replays %d, lost chains %d, revoked %d/%d, live families %d",
@@ -575,7 +646,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 	if err := s.createJobs(ctx); err != nil {
 		return nil, err
 	}
-	res := &Replicas{}
+	res := &Replicas{FailoversBy: map[string]int{}, RoundsBy: map[string]int{}}
 	from := time.Now()
 	actions := []string{"SIGTERM", "SIGKILL", "SIGSTOP"}
 	for round := range o.ReplicaRounds {
@@ -587,11 +658,12 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 			return nil, err
 		}
 		p := procs[leader]
+		action := actions[round%len(actions)]
 		if p == nil {
-			res.Rounds = append(res.Rounds, "no leader found")
+			res.Rounds = append(res.Rounds, action+": no leader found")
+			res.RoundsBy[action]++
 			continue
 		}
-		action := actions[round%len(actions)]
 		switch action {
 		case "SIGTERM":
 			p.Stop(20 * time.Second)
@@ -609,15 +681,24 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 				p.Kill()
 			}
 		}
+		// The other replica must take over before the disturbed one comes back: a round in
+		// which the old leader simply won the lease again would prove nothing.
+		newLeader, werr := s.waitNewLeader(ctx, leader)
+		failedOver := werr == nil && newLeader != "" && newLeader != leader
+		if failedOver {
+			res.Failovers++
+			res.FailoversBy[action]++
+		}
 		if procs[leader], err = s.startManager(leader, true); err != nil {
 			return nil, err
 		}
-		newLeader, _ := s.waitNewLeader(ctx, leader)
-		if newLeader != "" && newLeader != leader {
-			res.Failovers++
+		desc := fmt.Sprintf("%s %s → %s", action, leader, newLeader)
+		if !failedOver {
+			desc = fmt.Sprintf("%s %s → no failover (%v)", action, leader, werr)
 		}
-		res.Rounds = append(res.Rounds, fmt.Sprintf("%s %s → %s", action, leader, newLeader))
-		r.say("  round %d: %s to leader %s; now led by %s", round+1, action, leader, newLeader)
+		res.Rounds = append(res.Rounds, desc)
+		res.RoundsBy[action]++
+		r.say("  round %d: %s", len(res.Rounds), desc)
 	}
 	if err := sleep(ctx, 2*o.ReplicaTTL); err != nil {
 		return nil, err
@@ -678,6 +759,17 @@ func (s *scenario) currentLeader() string {
 		}
 	}
 	return ""
+}
+
+// writeTimeline writes every rotation the tracker saw (seconds from zero, job, slack
+// before its deadline) to <workdir>/<scenario>-rotations.csv, to study bursts and misses.
+func (s *scenario) writeTimeline(zero time.Time) error {
+	var b strings.Builder
+	b.WriteString("seconds,job,slack_seconds\n")
+	for _, rot := range s.tracker.Rotations(time.Time{}, time.Now().Add(time.Hour)) {
+		fmt.Fprintf(&b, "%.3f,%s,%.3f\n", rot.At.Sub(zero).Seconds(), rot.Key, rot.Slack.Seconds())
+	}
+	return os.WriteFile(filepath.Join(s.r.o.WorkDir, s.name+"-rotations.csv"), []byte(b.String()), 0o600)
 }
 
 func log2(x float64) float64 {

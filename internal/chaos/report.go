@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,8 @@ func (r *Result) Failures() []Failure {
 		add(c.LostChains > 0, "%s: %d lost chains", name, c.LostChains)
 		add(c.Revoked != c.Jobs, "%s: %d of %d ImportJobs revoked", name, c.Revoked, c.Jobs)
 		add(c.HeldActive > 0, "%s: %d tokens the operator held still active at the issuer after revocation", name, c.HeldActive)
+		add(c.HeldRefreshActiveBefore < c.Jobs, "%s: only %d of %d jobs' refresh tokens were active just before the end, so their revocation proves little", name, c.HeldRefreshActiveBefore, c.Jobs)
+		add(c.HeldChecked < c.Jobs, "%s: only %d held tokens were checked after the revocation, want at least one per job", name, c.HeldChecked)
 		add(c.VaultLeft > 0, "%s: %d vault Secrets left", name, c.VaultLeft)
 	}
 	if s := r.Soak; s != nil {
@@ -37,9 +40,18 @@ func (r *Result) Failures() []Failure {
 		common("outage", o.Common, true)
 		add(o.RequestsPerJob > o.RequestsPerJobBound, "outage: %.1f token requests per job during the outage, bound %.0f", o.RequestsPerJob, o.RequestsPerJobBound)
 		add(!o.RecoveredAll, "outage: not every job recovered within 5 minutes")
+		add(o.Dropped == 0, "outage: no refresh was committed and dropped, so the lost-answer path was not exercised")
+		// At the quiet point every refresh the issuer granted is either a persisted
+		// generation (those not made by a re-mint) or an answer it dropped.
+		add(o.RefreshesOK != o.Generations-o.Remints+o.Dropped, "outage: the issuer granted %d refreshes, but generations %d - re-mints %d + dropped %d = %d",
+			o.RefreshesOK, o.Generations, o.Remints, o.Dropped, o.Generations-o.Remints+o.Dropped)
 	}
 	if p := r.Replicas; p != nil {
-		common("replicas", p.Common, false)
+		common("replicas", p.Common, true)
+		for _, kind := range sortedKeys(p.RoundsBy) {
+			add(p.FailoversBy[kind] < p.RoundsBy[kind], "replicas: %d of %d %s rounds failed over to the other replica", p.FailoversBy[kind], p.RoundsBy[kind], kind)
+		}
+		add(len(p.RoundsBy) < 3 && r.Options.ReplicaRounds >= 3, "replicas: only %d kinds of disturbance ran, want SIGTERM, SIGKILL and SIGSTOP", len(p.RoundsBy))
 	}
 	return f
 }
@@ -74,9 +86,9 @@ func (r *Result) Markdown(command string) string {
 		w("| %s | Deadline misses (worst lateness) / tokens served past expires_at | %d (%s) / %d | %s | %s |", name, c.Misses, c.MaxLate.Round(10*time.Millisecond), c.Expired, missT, missV)
 		w("| %s | Refresh-token replays at the issuer (its reuse counter) / refresh tokens presented again after redemption | %d / %d | 0 / 0 | %s |", name, c.RefreshReuse, c.PresentedTwice, yes(c.RefreshReuse == 0 && c.PresentedTwice == 0))
 		w("| %s | Lost chains (refresh token dead at the quiet check, CredentialsLost or Stalled) | %d of %d | 0 | %s |", name, c.LostChains, c.Jobs, yes(c.LostChains == 0))
-		w("| %s | Issuer: refreshes / generations advanced / re-mints with the grant | %d / %d / %d | | |", name, c.RefreshesOK, c.Generations, c.Remints)
-		w("| %s | Revocation at the end: ImportJobs Revoked / held tokens still active at the issuer / vault Secrets left | %d of %d / %d / %d | all / 0 / 0 | %s |", name, c.Revoked, c.Jobs,
-			c.HeldActive, c.VaultLeft, yes(c.Revoked == c.Jobs && c.HeldActive == 0 && c.VaultLeft == 0))
+		w("| %s | At a quiet point (managers frozen, no request in flight): issuer refreshes / generations advanced / re-mints with the grant | %d / %d / %d | | |", name, c.RefreshesOK, c.Generations, c.Remints)
+		w("| %s | Revocation at the end: ImportJobs Revoked / held tokens still active at the issuer (of those checked: refresh tokens active just before, and access tokens not yet expired) / vault Secrets left | %d of %d / %d of %d / %d | all / 0 / 0 | %s |", name, c.Revoked, c.Jobs,
+			c.HeldActive, c.HeldChecked, c.VaultLeft, yes(c.Revoked == c.Jobs && c.HeldActive == 0 && c.VaultLeft == 0 && c.HeldChecked >= c.Jobs))
 		w("| %s | Token families still alive at the issuer (replaced chains the controller leaves to expire, by design) | %d | | |", name, c.ActiveFamilies)
 	}
 	if s := r.Soak; s != nil {
@@ -88,12 +100,22 @@ func (r *Result) Markdown(command string) string {
 			x.Jobs, o.OutageTTL, x.Dropped, x.Dying.Round(time.Millisecond), o.OutageTTLs, x.Outage.Round(time.Second))
 		w("| outage | Token requests per job during the outage (peak /s) | %.1f (peak %d/s) | ≤ %.0f (1 + log2 of the outage in s, + rotation and recovery) | %s |", x.RequestsPerJob, x.PeakRate, x.RequestsPerJobBound, yes(x.RequestsPerJob <= x.RequestsPerJobBound))
 		w("| outage | Automatic recovery: every job holds a fresh, unexpired token (peak requests/s meanwhile) | after %s (peak %d/s) | automatic | %s |", x.RecoveryTime.Round(100*time.Millisecond), x.RecoverPeak, yes(x.RecoveredAll))
+		w("| outage | After the recovery: most rotations within one second | %d | | |", x.SteadyPeak)
 		common("outage (after recovery)", x.Common, true)
 	}
 	if p := r.Replicas; p != nil {
-		w("| replicas | %d jobs, TTL %s, two managers with leader election (lease 4s); rounds: %s | %d failovers | | |", p.Jobs, o.ReplicaTTL, strings.Join(p.Rounds, "; "), p.Failovers)
+		w("| replicas | %d jobs, TTL %s, two managers with leader election (lease 4s); rounds: %s | %d failovers in %d rounds | one per round | %s |", p.Jobs, o.ReplicaTTL, strings.Join(p.Rounds, "; "), p.Failovers, len(p.Rounds), yes(p.Failovers == len(p.Rounds) && len(p.Rounds) > 0))
 		w("| replicas | Exactly one refresh per generation: refresh tokens presented again after redemption | %d | 0 | %s |", p.PresentedTwice, yes(p.PresentedTwice == 0 && p.RefreshReuse == 0))
-		common("replicas", p.Common, false)
+		common("replicas", p.Common, true)
 	}
 	return b.String()
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
