@@ -119,7 +119,9 @@ type Common struct {
 	// presented again after the issuer redeemed them (seen at the issuer's door; a retry
 	// after a 503 is not counted).
 	RefreshReuse, PresentedTwice int64
-	RefreshesOK, PasswordOK      int64
+	// RefreshesOK and RefreshesDropped are the issuer's refreshes answered and those it
+	// committed and then dropped the answer of; PasswordOK its Password grants answered.
+	RefreshesOK, RefreshesDropped, PasswordOK int64
 	// Generations is the sum over jobs of token generations after the first mint.
 	Generations int64
 	// LostChains: jobs whose refresh chain was dead at the quiet check (the vault's
@@ -365,7 +367,7 @@ func (s *scenario) lostChains(ctx context.Context) (int, error) {
 // quietSnapshot freezes every running manager (SIGSTOP) at a moment when no stored chain
 // has a request in flight, and reads the generations and the issuer's counters there, so
 // that the two can be compared: no rotation can land between the two reads.
-func (s *scenario) quietSnapshot(ctx context.Context, c *Common) error {
+func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, error) {
 	var live []*bench.Proc
 	for _, p := range s.procs {
 		if !p.Exited() {
@@ -384,7 +386,7 @@ func (s *scenario) quietSnapshot(ctx context.Context, c *Common) error {
 		vs, err := s.vaults(ctx)
 		if err != nil {
 			resume()
-			return err
+			return nil, err
 		}
 		inFlight := 0
 		var gens int64
@@ -397,21 +399,43 @@ func (s *scenario) quietSnapshot(ctx context.Context, c *Common) error {
 		}
 		if inFlight == 0 || attempt == 50 {
 			ic := s.iss.Counters()
+			held := s.heldTokens(vs)
+			for _, h := range held {
+				if h.refresh && s.iss.Active(h.token) {
+					c.HeldRefreshActiveBefore++
+				}
+			}
 			resume()
 			if inFlight > 0 {
-				return fmt.Errorf("no quiet point: %d chains had a request in flight at each of %d looks", inFlight, attempt+1)
+				return nil, fmt.Errorf("no quiet point: %d chains had a request in flight at each of %d looks", inFlight, attempt+1)
 			}
 			c.Generations = gens
 			c.RefreshesOK = ic.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultOK]
+			c.RefreshesDropped = ic.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultDropped]
 			c.PasswordOK = ic.TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]
 			c.Remints = c.PasswordOK - int64(s.n)
-			return nil
+			return held, nil
 		}
 		resume()
 		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
+			return nil, err
 		}
 	}
+}
+
+// heldTokens lists the refresh and access tokens of the stored chains.
+func (s *scenario) heldTokens(vs []corev1.Secret) []heldToken {
+	var held []heldToken
+	for _, v := range vs {
+		if t := string(v.Data["refresh_token"]); t != "" {
+			held = append(held, heldToken{token: t, refresh: true})
+		}
+		if t := string(v.Data["access_token"]); t != "" {
+			exp, _ := time.Parse(time.RFC3339Nano, string(v.Data["expires_at"]))
+			held = append(held, heldToken{token: t, expiresAt: exp})
+		}
+	}
+	return held
 }
 
 // heldToken is a token the operator held at the end, with the time it expires.
@@ -434,30 +458,13 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 	if c.LostChains, err = s.lostChains(ctx); err != nil {
 		return err
 	}
-	if err := s.quietSnapshot(ctx, c); err != nil {
-		return err
-	}
-	// The tokens the operator holds at the end (kept in memory only, never printed). Each
-	// is active now; once the jobs are revoked, each that has not expired on its own by
-	// then must be inactive. Refresh tokens live for minutes, so they always count.
-	var held []heldToken
-	vs, err := s.vaults(ctx)
+	// The tokens the operator holds at the quiet point (kept in memory only, never
+	// printed). Each refresh token is active there; once the jobs are revoked, each held
+	// token that has not expired on its own by then must be inactive. Refresh tokens live
+	// for minutes, so they always count.
+	held, err := s.quietSnapshot(ctx, c)
 	if err != nil {
 		return err
-	}
-	for _, v := range vs {
-		if t := string(v.Data["refresh_token"]); t != "" {
-			held = append(held, heldToken{token: t, refresh: true})
-		}
-		if t := string(v.Data["access_token"]); t != "" {
-			exp, _ := time.Parse(time.RFC3339Nano, string(v.Data["expires_at"]))
-			held = append(held, heldToken{token: t, expiresAt: exp})
-		}
-	}
-	for _, h := range held {
-		if h.refresh && s.iss.Active(h.token) {
-			c.HeldRefreshActiveBefore++
-		}
 	}
 	s.stopTr()
 	s.r.say("  marking every Job Complete; waiting for revocation")
@@ -593,9 +600,11 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	res.Outage = upAt.Sub(from)
 	outageReqs := s.iss.TokenRequestsBetween(from, upAt.Add(-time.Second))
 	res.RequestsPerJob = float64(outageReqs) / float64(o.OutageJobs)
-	// Capped exponential backoff from 1s: at most 1 + log2(outage) attempts per job,
-	// plus its scheduled rotation and one recovery after a dropped answer.
-	res.RequestsPerJobBound = 3 + log2(res.Outage.Seconds())
+	// Exponential backoff from 1s (each wait at least half its step) until the step
+	// reaches the token lifetime, which caps it once the token has expired: at most
+	// 1 + log2(lifetime) attempts to get there, then one per half lifetime; plus the
+	// scheduled rotation and one recovery after a dropped answer.
+	res.RequestsPerJobBound = 3 + log2(o.OutageTTL.Seconds()) + 2*res.Outage.Seconds()/o.OutageTTL.Seconds()
 	res.PeakRate = s.iss.PeakTokenRate(from, upAt)
 	r.say("  issuer back after %s: %.1f token requests per job during the outage (peak %d/s)", res.Outage.Round(time.Second), res.RequestsPerJob, res.PeakRate)
 	err = bench.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {

@@ -28,7 +28,7 @@ func TestChaosShort(t *testing.T) {
 	}
 	res, err := Run(ctx, Options{
 		Jobs: 50, SoakDuration: 2 * time.Minute, KillEvery: 10 * time.Second,
-		OutageTTL: 6 * time.Second, ReplicaTTL: 15 * time.Second, ReplicaRounds: 3, ReplicaPeriod: 8 * time.Second,
+		OutageTTL: 6 * time.Second, ReplicaTTL: 20 * time.Second, ReplicaRounds: 3, ReplicaPeriod: 8 * time.Second,
 		ManagerBin: bin, WorkDir: dir, Out: testWriter{t},
 	})
 	if err != nil {
