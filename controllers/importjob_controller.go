@@ -48,6 +48,9 @@ const (
 	EventCredentialsLost  = "CredentialsLost"
 	EventStalled          = "Stalled"
 	EventJobCreated       = "JobCreated"
+	// EventRevocationSkipped: the issuer that minted the job's chain is gone or was
+	// replaced, so the tokens were not revoked (and not sent to the replacement).
+	EventRevocationSkipped = "RevocationSkipped"
 )
 
 // Defaults of the reconciler's tunables.
@@ -174,7 +177,7 @@ func (deletionPredicate) Update(e event.UpdateEvent) bool {
 // notCreatePredicate drops the create events of owned objects: the operator creates them
 // itself, in a reconcile that goes on with them, and a second reconcile woken by the event
 // would read the ImportJob from the cache before its status patch arrived and patch the
-// same status again (issue 6: writes per first credential). A restart lists every
+// same status again (an extra write per first credential). A restart lists every
 // ImportJob anyway.
 type notCreatePredicate struct{ predicate.Funcs }
 
@@ -240,7 +243,7 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if data, err := patch.Data(job); err == nil {
 			if string(data) == "{}" {
 				// Only sub-second precision differs (times are stored in whole seconds):
-				// the patch would carry nothing, so it is not sent (issue 6: writes per rotation).
+				// the patch would carry nothing, so it is not sent (a write per rotation saved).
 				return
 			}
 			patch = client.RawPatch(types.MergePatchType, data) // computed once
@@ -364,6 +367,27 @@ func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) e
 	return nil
 }
 
+// checkBinding refuses to use a chain with any issuer but the one that minted it: the
+// refresh token (and, at the end, its revocation) would go to whoever runs the other one.
+// A chain stored before issuers were recorded is bound to the current issuer now.
+func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vault) error {
+	current := currentBinding(s.job, s.issuer)
+	recorded, ok := recordedBinding(v.secret)
+	if ok && !recorded.sameObject(current) {
+		return terminal(jobtokenv1alpha1.ReasonIssuerChanged, fmt.Sprintf(
+			"the refresh chain was minted by %s but spec.issuerRef now resolves to %s: the chain is never sent to another issuer; "+
+				"create a new ImportJob for the new issuer", recorded, current))
+	}
+	if ok && recorded.UID != "" {
+		return nil
+	}
+	if !ok {
+		recorded = current
+	}
+	recorded.UID = current.UID
+	return r.vault().bind(ctx, v, recorded, s.job.Namespace)
+}
+
 // stepEnsureTokens makes sure the vault holds a usable pair: mints the first one, and
 // recovers from a refresh whose outcome was never recorded.
 func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) error {
@@ -380,11 +404,14 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 			// between is seen as an unknown outcome and the input is never replayed.
 			initial.InFlight = inFlightMarker(inFlightOpRedeem, 0, s.now)
 		}
-		if v, err = store.create(ctx, s.job, initial); err != nil {
+		if v, err = store.create(ctx, s.job, currentBinding(s.job, s.issuer), initial); err != nil {
 			return err
 		}
 		s.vault = v
 		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
+	}
+	if err := r.checkBinding(ctx, s, v); err != nil {
+		return err
 	}
 	s.vault = v
 
@@ -481,8 +508,7 @@ func (r *ImportJobReconciler) recoverChain(ctx context.Context, s *scope, reason
 	}
 	// Claim the recovery with a write (optimistic concurrency on the vault Secret), and keep
 	// the chain marked until a fresh pair is persisted: the refresh token in the vault may be
-	// spent, so a failed mint must not leave it for a later refresh to replay (found by the
-	// chaos outage run, issue 6).
+	// spent, so a failed mint must not leave it for a later refresh to replay.
 	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
 	if err := r.vault().update(ctx, s.vault); err != nil {
 		return err
@@ -862,7 +888,7 @@ func (r *ImportJobReconciler) vault() vaultStore {
 func (r *ImportJobReconciler) event(job *jobtokenv1alpha1.ImportJob, eventType, reason, action, note string, args ...any) {
 	// The event regards the job without its resourceVersion, so the recorder folds repeated
 	// events of one job (a Rotated per rotation) into one Event series instead of writing
-	// and caching a new Event each time (issue 6: writes per rotation, memory per job).
+	// and caching a new Event each time (a write per rotation and memory per job).
 	regarding := &jobtokenv1alpha1.ImportJob{TypeMeta: job.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{Namespace: job.Namespace, Name: job.Name, UID: job.UID}}
 	r.Recorder.Eventf(regarding, nil, eventType, reason, action, note, args...)

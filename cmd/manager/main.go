@@ -35,8 +35,8 @@ func main() {
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
-	// Leader-election timing (issue 6: the chaos run's two replicas fail over within a
-	// token lifetime). Zero keeps controller-runtime's defaults (15s, 10s, 2s).
+	// Leader-election timing, so that two replicas can fail over within a short token
+	// lifetime (the chaos runs use it). Zero keeps controller-runtime's defaults (15s, 10s, 2s).
 	flag.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 0, "How long a lease is valid without renewal (0: 15s).")
 	flag.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 0, "How long the leader retries renewing before it gives up (0: 10s).")
 	flag.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 0, "How often candidates try to acquire or renew the lease (0: 2s).")

@@ -69,7 +69,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
 			// The operator never reads managedFields: dropping them from the cached objects
-			// saves memory per job (issue 6, docs/benchmarks.md).
+			// saves memory per job (docs/benchmarks.md).
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Secret{}: {Label: selector},
@@ -99,7 +99,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 
 // stripJobTemplate drops what the operator never reads from its cached Jobs: the pod
 // template (the ImportJob holds it) and managedFields. Only metadata and status are used
-// (issue 6: memory per job).
+// (memory per job).
 func stripJobTemplate(obj any) (any, error) {
 	if j, ok := obj.(*batchv1.Job); ok {
 		j.Spec.Template = corev1.PodTemplateSpec{}
