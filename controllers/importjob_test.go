@@ -3,13 +3,15 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,70 +19,88 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
 )
 
-// tokenLog remembers every token the test saw, to scan the outputs for them.
-type tokenLog struct {
-	mu     sync.Mutex
-	tokens map[string]bool
+// generationSeen is one token pair of a job as the vault Secret held it.
+type generationSeen struct {
+	gen                 int64
+	issuedAt, expiresAt time.Time // on the operator's clock, with sub-second precision
+	access, refresh     string
 }
 
-func (l *tokenLog) add(tokens ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.tokens == nil {
-		l.tokens = map[string]bool{}
+// readGeneration decodes the vault Secret's current pair.
+func readGeneration(s *corev1.Secret) (generationSeen, error) {
+	g := generationSeen{access: string(s.Data[vaultKeyAccessToken]), refresh: string(s.Data[vaultKeyRefreshToken])}
+	var err error
+	if g.gen, err = strconv.ParseInt(string(s.Data[vaultKeyGeneration]), 10, 64); err != nil {
+		return g, err
 	}
-	for _, t := range tokens {
-		if len(t) >= 16 {
-			l.tokens[t] = true
+	if g.issuedAt, err = time.Parse(timeFormat, string(s.Data[vaultKeyIssuedAt])); err != nil {
+		return g, err
+	}
+	g.expiresAt, err = time.Parse(timeFormat, string(s.Data[vaultKeyExpiresAt]))
+	return g, err
+}
+
+// last returns the newest element of a list, "" when it is empty.
+func last(list []string) string {
+	if len(list) == 0 {
+		return ""
+	}
+	return list[len(list)-1]
+}
+
+// refreshTokenLeaks lists every Secret of the job namespace and reports each one holding
+// a refresh token the issuer issued (in its data or annotations) or a key naming one. It
+// returns the scanned Secrets' names with their token revision annotation.
+func (h *harness) refreshTokenLeaks() (scanned map[string]string, leaks []string) {
+	h.t.Helper()
+	refresh := h.issuer.Issued().Refresh
+	secrets := &corev1.SecretList{}
+	h.must(env.Client.List(h.ctx, secrets, client.InNamespace(h.ns)))
+	scanned = map[string]string{}
+	for _, s := range secrets.Items {
+		scanned[s.Name] = s.Annotations[jobtokenv1alpha1.AnnotationTokenRevision]
+		values := map[string]string{}
+		for k, v := range s.Data {
+			values["data "+k] = string(v)
 		}
-	}
-}
-
-// record adds the tokens currently in the job's worker and vault Secrets.
-func (l *tokenLog) record(h *harness, job *jobtokenv1alpha1.ImportJob) {
-	if s, err := h.workerSecret(job); err == nil {
-		l.add(string(s.Data[jobtokenv1alpha1.KeyAccessToken]))
-	}
-	if s, err := h.vaultSecret(job); err == nil {
-		l.add(string(s.Data[vaultKeyAccessToken]), string(s.Data[vaultKeyRefreshToken]))
-	}
-}
-
-// assertAbsent fails if any token seen (or the signature part of a JWT) is in text.
-func (l *tokenLog) assertAbsent(t *testing.T, where, text string) {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.tokens) == 0 {
-		t.Fatalf("no tokens recorded: the scan of %s would prove nothing", where)
-	}
-	for tok := range l.tokens {
-		needles := []string{tok}
-		if parts := strings.Split(tok, "."); len(parts) == 3 {
-			needles = append(needles, parts[2])
+		for k, v := range s.Annotations {
+			values["annotation "+k] = v
 		}
-		for _, n := range needles {
-			if strings.Contains(text, n) {
-				t.Errorf("token bytes found in %s", where)
-				return
+		for where, v := range values {
+			if strings.Contains(strings.ToLower(where), "refresh") {
+				leaks = append(leaks, fmt.Sprintf("Secret %s has a refresh-token key (%s)", s.Name, where))
+			}
+			for _, rt := range refresh {
+				if strings.Contains(v, rt) {
+					leaks = append(leaks, fmt.Sprintf("Secret %s holds a refresh token (%s)", s.Name, where))
+					break
+				}
 			}
 		}
 	}
+	return scanned, leaks
 }
 
-// Group 1: full lifecycle.
+// The full lifecycle: first token, Job, rotations within the propagation budget, no
+// refresh token where workers can read it, revocation at the end.
 func TestLifecycle(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	// With 5s tokens, rotating at 95% of the life would leave 0.25s; the 2s budget must
+	// move every rotation to at least 2s before expiry (the budget decides, not the
+	// fraction).
+	const ttl, fraction, budget = 5 * time.Second, "0.95", 2 * time.Second
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: ttl}})
 	h.startManager(managerOptions{})
-	seen := &tokenLog{}
 	job := h.importJob("lifecycle", jobtokenv1alpha1.GrantPassword)
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Fraction: fraction, Jitter: "0", PropagationBudget: &metav1.Duration{Duration: budget}}
 	h.must(env.Client.Create(h.ctx, job))
 
 	h.eventually(20*time.Second, "the first token and the Job", func() bool {
@@ -88,7 +108,7 @@ func TestLifecycle(t *testing.T) {
 		return env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, j) == nil
 	})
 	job = h.getJob(job.Name)
-	if !controllerutilContains(job.Finalizers, jobtokenv1alpha1.Finalizer) {
+	if !controllerutil.ContainsFinalizer(job, jobtokenv1alpha1.Finalizer) {
 		t.Errorf("finalizer missing: %v", job.Finalizers)
 	}
 
@@ -103,7 +123,7 @@ func TestLifecycle(t *testing.T) {
 	if len(ws.Data) != 3 {
 		t.Errorf("worker Secret holds %d keys, want exactly 3", len(ws.Data))
 	}
-	if !metav1IsControlledBy(ws, job) || ws.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == "" {
+	if !metav1.IsControlledBy(ws, job) || ws.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == "" {
 		t.Errorf("worker Secret not owned by the ImportJob or without revision: %v %v", ws.OwnerReferences, ws.Annotations)
 	}
 	// Vault Secret: in the operator's namespace, labelled with the job.
@@ -119,39 +139,76 @@ func TestLifecycle(t *testing.T) {
 	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, bj))
 	assertInjected(t, bj, workerSecretName(job))
 
-	// At least 5 rotations with a 4s token rotated at half its life.
 	first := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
-	seen.add(first)
-	// Measure how long before the old token's expiry each new token was written.
-	var margins []time.Duration
-	lastRev, lastExpiry := int64(-1), time.Time{}
+	// At every poll: record the vault's pair, and scan the job namespace's Secrets for
+	// every refresh token issued so far. For each rotation, measure how long before the
+	// old token's expiry the new one was received and seen in the worker Secret.
+	gens := map[int64]generationSeen{}
+	workerSeenAt := map[int64]time.Time{} // first time the worker Secret showed a revision
+	workerScans := map[string]bool{}      // worker Secret revisions the refresh-token scan covered
+	leaks := map[string]bool{}
 	h.eventually(40*time.Second, "5 rotations", func() bool {
-		seen.record(h, job)
-		if s, err := h.workerSecret(job); err == nil {
-			rev, _ := strconv.ParseInt(s.Annotations[jobtokenv1alpha1.AnnotationTokenRevision], 10, 64)
-			if rev != lastRev {
-				if lastRev >= 0 {
-					margins = append(margins, time.Until(lastExpiry))
+		scanned, found := h.refreshTokenLeaks()
+		for name, rev := range scanned {
+			if name == workerSecretName(job) {
+				workerScans[rev] = true
+			}
+		}
+		for _, l := range found {
+			leaks[l] = true
+		}
+		if s, err := h.vaultSecret(job); err == nil {
+			if g, err := readGeneration(s); err == nil {
+				if _, ok := gens[g.gen]; !ok {
+					gens[g.gen] = g
 				}
-				lastRev = rev
-				lastExpiry, _ = time.Parse(time.RFC3339, string(s.Data[jobtokenv1alpha1.KeyExpiresAt]))
+			}
+		}
+		if s, err := h.workerSecret(job); err == nil {
+			if rev, err := strconv.ParseInt(s.Annotations[jobtokenv1alpha1.AnnotationTokenRevision], 10, 64); err == nil {
+				if _, ok := workerSeenAt[rev]; !ok {
+					workerSeenAt[rev] = time.Now()
+				}
 			}
 		}
 		return h.getJob(job.Name).Status.Rotations >= 5
 	})
-	if len(margins) == 0 {
-		t.Fatal("no rotation was observed")
+	// The budget counts back from the expiry the workers read: the worker Secret's
+	// expires_at, the vault's expiry in whole seconds. The schedule starts the rotation a
+	// lead (at least 1s) before that deadline so that the operator's own latency fits:
+	// the new pair must be received no later than the deadline, no allowance.
+	var received, seen []time.Duration
+	for gen, g := range gens {
+		prev, ok := gens[gen-1]
+		if !ok {
+			continue
+		}
+		workersExpiry := prev.expiresAt.Truncate(time.Second)
+		received = append(received, workersExpiry.Sub(g.issuedAt))
+		if at, ok := workerSeenAt[gen]; ok {
+			seen = append(seen, workersExpiry.Sub(at))
+			if !at.Before(workersExpiry) {
+				t.Errorf("generation %d reached the worker Secret only at %s, after the old token expired at %s", gen, at, workersExpiry)
+			}
+		}
 	}
-	minMargin := margins[0]
-	for _, m := range margins {
-		minMargin = min(minMargin, m)
+	if len(received) < 4 {
+		t.Fatalf("measured %d rotations, want at least 4 (generations seen: %d)", len(received), len(gens))
 	}
-	// expires_at has whole seconds, the poll 100ms: allow that much below the 1s budget.
-	if minMargin < time.Second-1100*time.Millisecond {
-		t.Errorf("a new token was written only %s before the old one expired (budget 1s)", minMargin)
+	// A rotation decided by the fraction would leave at most 0.25s, one ignoring the
+	// budget but keeping the lead about 1s.
+	if m := slices.Min(received); m < budget {
+		t.Errorf("a new token was received only %s before the old one expired; the budget is %s", m, budget)
 	}
-	t.Logf("new token written before the old one expired: min %s over %d rotations (4s tokens, fraction 0.5, budget 1s): %v",
-		minMargin.Round(time.Millisecond), len(margins), roundAll(margins))
+	t.Logf("before the old token's expiry, over %d rotations (%s tokens, fraction %s, budget %s): new token received %v, seen in the worker Secret %v",
+		len(received), ttl, fraction, budget, roundAll(received), roundAll(seen))
+	for l := range leaks {
+		t.Errorf("a refresh token where workers can read it: %s in the job namespace", l)
+	}
+	if revs := len(workerScans); revs < 5 {
+		t.Errorf("the refresh-token scan covered the worker Secret at %d revisions, want every one of at least 5", revs)
+	}
+
 	job = h.getJob(job.Name)
 	if !conditionTrue(job, jobtokenv1alpha1.ConditionReady) || job.Status.Phase != jobtokenv1alpha1.PhaseRunning {
 		t.Errorf("not Ready/Running after rotations: phase %s, conditions %+v", job.Status.Phase, job.Status.Conditions)
@@ -159,17 +216,18 @@ func TestLifecycle(t *testing.T) {
 	if job.Status.NextRotationTime == nil || job.Status.TokenExpiresAt == nil || job.Status.LastRotationTime == nil {
 		t.Errorf("schedule missing from status: %+v", job.Status)
 	}
-	ws, _ = h.workerSecret(job)
-	last := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
-	if last == first {
+	ws, err = h.workerSecret(job)
+	h.must(err)
+	if string(ws.Data[jobtokenv1alpha1.KeyAccessToken]) == first {
 		t.Errorf("the worker Secret still holds the first token after %d rotations", job.Status.Rotations)
 	}
-	if !h.issuer.Active(last) {
-		t.Errorf("the current token is not active at the issuer")
+	// Just before the end the newest pair is alive; after it, only revocation ends the
+	// refresh token (it lives 10 minutes) and its family.
+	issued := h.issuer.Issued()
+	if !h.issuer.Active(last(issued.Access)) || !h.issuer.Active(last(issued.Refresh)) {
+		t.Fatalf("the newest pair is not active before the end: the revocation check would prove nothing")
 	}
-	vs, _ = h.vaultSecret(job)
-	refresh := string(vs.Data[vaultKeyRefreshToken])
-	seen.add(last, refresh)
+	before := h.issuer.Counters()
 
 	// Complete → Succeeded, revoked at the issuer, Secrets and finalizer gone.
 	h.markJob(job.Name, batchv1.JobComplete)
@@ -177,9 +235,7 @@ func TestLifecycle(t *testing.T) {
 		j := h.getJob(job.Name)
 		return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && conditionTrue(j, jobtokenv1alpha1.ConditionRevoked)
 	})
-	if h.issuer.Active(last) || h.issuer.Active(refresh) {
-		t.Errorf("tokens still active at the issuer after revocation")
-	}
+	h.assertRevoked(before, devissuer.ReasonRevoked)
 	if _, err := h.workerSecret(job); !apierrors.IsNotFound(err) {
 		t.Errorf("worker Secret not deleted: %v", err)
 	}
@@ -193,24 +249,35 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("no %s event; events: %v", reason, events)
 		}
 	}
-	h.assertNoReuse()
-
-	// Group 8: no refresh token in the job namespace, no token bytes in logs, events, status.
-	secrets := &corev1.SecretList{}
-	h.must(env.Client.List(h.ctx, secrets, client.InNamespace(h.ns)))
-	for _, s := range secrets.Items {
-		for k, v := range s.Data {
-			if strings.Contains(k, "refresh") || string(v) == refresh {
-				t.Errorf("Secret %s in the job namespace holds a refresh token (key %s)", s.Name, k)
-			}
-		}
+	if job.Status.Remints != 0 {
+		t.Errorf("%d re-mints in a plain run", job.Status.Remints)
 	}
-	statusJSON, _ := json.Marshal(h.getJob(job.Name))
-	seen.assertAbsent(t, "the ImportJob", string(statusJSON))
-	seen.assertAbsent(t, "the events", strings.Join(events, "\n"))
-	seen.assertAbsent(t, "the manager's logs", h.logs.String())
-	if !strings.Contains(h.logs.String(), "lifecycle") {
-		t.Errorf("the manager's logs do not mention the job: the log scan would prove nothing")
+	h.assertNoReuse()
+}
+
+// assertRevoked checks, after a job ended, that the issuer revoked exactly the job's one
+// family (by reason: ReasonRevoked for RFC 7009, ReasonLogout for FOLIO) since before,
+// that no family is alive any more, and that no token the issuer handed out is active.
+func (h *harness) assertRevoked(before devissuer.Counters, reason string) {
+	h.t.Helper()
+	after := h.issuer.Counters()
+	if got := after.FamiliesRevokedByReason[reason] - before.FamiliesRevokedByReason[reason]; got != 1 {
+		h.t.Errorf("the issuer ended %d families by %s at the end, want 1", got, reason)
+	}
+	if reason == devissuer.ReasonRevoked && after.Revocations <= before.Revocations {
+		h.t.Errorf("the issuer answered no revocation request at the end")
+	}
+	if reason == devissuer.ReasonLogout && after.Logouts <= before.Logouts {
+		h.t.Errorf("the issuer saw no logout at the end")
+	}
+	if after.ActiveFamilies != 0 {
+		h.t.Errorf("%d families still active at the issuer after the end", after.ActiveFamilies)
+	}
+	for _, tok := range h.issuer.Issued().All() {
+		if h.issuer.Active(tok) {
+			h.t.Errorf("a token the issuer issued is still active after the end")
+			return
+		}
 	}
 }
 
@@ -247,7 +314,8 @@ func assertInjected(t *testing.T, bj *batchv1.Job, secretName string) {
 	}
 }
 
-// Group 3a: a refresh whose answer is lost (committed at the issuer, then dropped).
+// A refresh whose answer is lost (committed at the issuer, then dropped) is re-minted,
+// never replayed.
 func TestCommitThenDropRemints(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
@@ -257,8 +325,15 @@ func TestCommitThenDropRemints(t *testing.T) {
 	h.eventually(30*time.Second, "a re-mint after the dropped refresh", func() bool { return h.getJob(job.Name).Status.Remints >= 1 })
 	before := h.getJob(job.Name).Status.Rotations
 	h.eventually(30*time.Second, "rotations continuing", func() bool { return h.getJob(job.Name).Status.Rotations >= before+2 })
-	if c := h.issuer.Counters(); c.FaultsInjected["commitThenDrop"]+c.FaultsInjected["commit_then_drop"]+sumMap(c.FaultsInjected) == 0 {
-		t.Errorf("no fault was injected: %+v", c.FaultsInjected)
+	c := h.issuer.Counters()
+	if got := c.FaultsInjected[devissuer.FaultCommitThenDrop]; got != 1 {
+		t.Errorf("the issuer injected %d commit-then-drop faults, want 1: %+v", got, c.FaultsInjected)
+	}
+	if got := c.TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultDropped]; got != 1 {
+		t.Errorf("the issuer dropped %d refresh answers, want 1: %+v", got, c.TokenRequests)
+	}
+	if got := h.getJob(job.Name).Status.Remints; got != 1 {
+		t.Errorf("%d re-mints for one dropped refresh, want 1", got)
 	}
 	if !hasEvent(h.events(job.Name), EventReminted) {
 		t.Errorf("no Reminted event")
@@ -266,21 +341,13 @@ func TestCommitThenDropRemints(t *testing.T) {
 	h.assertNoReuse()
 }
 
-func sumMap(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-// Group 3b: the manager stops with a refresh marked in flight; its successor never
+// The manager stops with a refresh marked in flight; its successor never
 // replays the refresh token and re-mints.
 func TestRestartWithMarkerInFlight(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	stop := h.startManager(managerOptions{})
+	first := h.startManager(managerOptions{})
 	job := h.runningJob("restart", jobtokenv1alpha1.GrantPassword)
-	stop()
+	first.stop()
 	job = h.getJob(job.Name)
 
 	// What a crash between "mark" and "persist" leaves: the marker, and a refresh token
@@ -308,7 +375,7 @@ func TestRestartWithMarkerInFlight(t *testing.T) {
 	h.assertNoReuse()
 }
 
-// Group 4a: a session maximum shorter than the job; Password re-mints before it.
+// A session maximum shorter than the job; Password re-mints before it.
 func TestSessionMaximumRemint(t *testing.T) {
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 8 * time.Second}})
 	h.startManager(managerOptions{})
@@ -325,14 +392,15 @@ func TestSessionMaximumRemint(t *testing.T) {
 	h.assertNoReuse()
 }
 
-// Group 4b: with a RefreshToken grant nothing can re-mint: SessionExpiring ahead of time,
-// and the redeemed input is removed from its Secret.
+// With a RefreshToken grant nothing can re-mint: SessionExpiring ahead of time, the
+// redeemed input is removed from its Secret, and no new session is ever minted.
 func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 3 * time.Second, SessionMax: 12 * time.Second}})
 	h.startManager(managerOptions{})
 	_, handed := passwordGrant(t, h)
+	logins := h.issuer.Counters().TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]
 	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1ObjectMeta(h.ns, "handover"),
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "handover"},
 		Data:       map[string][]byte{"refresh_token": []byte(handed), "keep": []byte("x")},
 	}))
 	job := h.importJob("handover", jobtokenv1alpha1.GrantRefreshToken)
@@ -361,6 +429,18 @@ func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
 	if !hasEvent(h.events(job.Name), EventSessionExpiring) {
 		t.Errorf("no SessionExpiring event")
 	}
+	// A re-mint would come a budget before the session end: look once it has passed.
+	time.Sleep(time.Until(sessionEnd.Add(time.Second)))
+	c := h.issuer.Counters()
+	if got := c.TokenRequests[devissuer.GrantKeyPassword][devissuer.ResultOK]; got != logins {
+		t.Errorf("%d logins at the issuer after the handover, want none", got-logins)
+	}
+	if j := h.getJob(job.Name); j.Status.Remints != 0 {
+		t.Errorf("%d re-mints with a grant that cannot mint", j.Status.Remints)
+	}
+	if c.AccessTokensIssued != c.Refreshes+1 {
+		t.Errorf("the issuer issued %d access tokens for %d refreshes after one login: something minted", c.AccessTokensIssued, c.Refreshes)
+	}
 	h.assertNoReuse()
 }
 
@@ -372,7 +452,8 @@ func keysOf(m map[string][]byte) []string {
 	return out
 }
 
-// Group 5: the issuer is down for 3 token lifetimes.
+// The issuer is down for 3 token lifetimes: failures are reported, requests back off,
+// rotation resumes.
 func TestIssuerOutage(t *testing.T) {
 	const ttl = 4 * time.Second
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: ttl}})
@@ -417,27 +498,34 @@ func tokenRequestCount(c devissuer.Counters) int64 {
 	return n
 }
 
-// Group 6: deleting mid-run revokes; with the issuer down, the finalizer is released
-// after the revocation budget with RevocationFailed.
+// Deleting mid-run revokes; with the issuer down, the finalizer is released after the
+// revocation budget with RevocationFailed.
 func TestDeleteRevokes(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
 	job := h.runningJob("delete", jobtokenv1alpha1.GrantPassword)
-	ws, _ := h.workerSecret(job)
-	access := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
+	ws, err := h.workerSecret(job)
+	h.must(err)
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	access, refresh := string(ws.Data[jobtokenv1alpha1.KeyAccessToken]), string(vs.Data[vaultKeyRefreshToken])
+	issued := h.issuer.Issued()
+	if access == "" || refresh == "" || !h.issuer.Active(last(issued.Access)) || !h.issuer.Active(last(issued.Refresh)) {
+		t.Fatal("no live pair before the delete: the revocation check would prove nothing")
+	}
+	before := h.issuer.Counters()
 	h.must(env.Client.Delete(h.ctx, job))
 	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 	})
-	if h.issuer.Active(access) {
-		t.Errorf("the access token is still active after delete")
-	}
+	h.assertRevoked(before, devissuer.ReasonRevoked)
 	if _, err := h.vaultSecret(job); !apierrors.IsNotFound(err) {
 		t.Errorf("vault Secret left behind: %v", err)
 	}
 
 	job2 := h.runningJob("delete-down", jobtokenv1alpha1.GrantPassword)
 	job2 = h.getJob(job2.Name)
+	before = h.issuer.Counters()
 	h.issuer.SetFaults(devissuer.Faults{Down: true})
 	start := time.Now()
 	h.must(env.Client.Delete(h.ctx, job2))
@@ -454,29 +542,88 @@ func TestDeleteRevokes(t *testing.T) {
 	if _, err := h.vaultSecret(job2); !apierrors.IsNotFound(err) {
 		t.Errorf("vault Secret left behind after RevocationFailed: %v", err)
 	}
+	if after := h.issuer.Counters(); after.FamiliesRevoked != before.FamiliesRevoked || after.ActiveFamilies != 1 {
+		t.Errorf("with the issuer down nothing can be revoked: %d families ended, %d active, want 0 and 1",
+			after.FamiliesRevoked-before.FamiliesRevoked, after.ActiveFamilies)
+	}
 	t.Logf("finalizer released %s after delete with the issuer down (budget %s)", took.Round(time.Millisecond), revocationBudget)
 }
 
-// Group 7: two managers at once; exactly one refresh per generation.
+// Two managers with leader election: only the leader rotates; when it stops, the lease
+// passes to the other, which carries on the same chain without replaying a refresh token.
 func TestTwoManagers(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	h.startManager(managerOptions{leaderElection: true, name: "a"})
-	h.startManager(managerOptions{leaderElection: true, name: "b"})
+	managers := map[string]*runningManager{
+		"a": h.startManager(managerOptions{leaderElection: true, name: "a"}),
+		"b": h.startManager(managerOptions{leaderElection: true, name: "b"}),
+	}
+	var leader, follower string
+	h.eventually(20*time.Second, "one leader", func() bool {
+		var elected, waiting []string
+		for name, m := range managers {
+			select {
+			case <-m.elected:
+				elected = append(elected, name)
+			default:
+				waiting = append(waiting, name)
+			}
+		}
+		if len(elected) > 1 {
+			t.Fatalf("managers %v lead at once", elected)
+		}
+		if len(elected) == 0 || h.leaseHolder() == "" {
+			return false
+		}
+		leader, follower = elected[0], waiting[0]
+		return true
+	})
+	holder := h.leaseHolder()
 	job := h.importJob("two", jobtokenv1alpha1.GrantPassword)
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(40*time.Second, "4 rotations", func() bool { return h.getJob(job.Name).Status.Rotations >= 4 })
+	// Stop the leader right after a rotation (the status is its last write), so that no
+	// refresh is under way.
+	h.eventually(40*time.Second, "2 rotations by the first leader", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	select {
+	case <-managers[follower].elected:
+		t.Fatalf("both managers lead at once")
+	default:
+	}
+	managers[leader].stop()
+	rotationsBefore := h.getJob(job.Name).Status.Rotations
+
+	select {
+	case <-managers[follower].elected:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("manager %s never took over after %s stopped", follower, leader)
+	}
+	if now := h.leaseHolder(); now == "" || now == holder {
+		t.Errorf("the lease did not change hands: holder %q before, %q after", holder, now)
+	}
+	h.eventually(30*time.Second, "2 rotations by the new leader", func() bool { return h.getJob(job.Name).Status.Rotations >= rotationsBefore+2 })
+
+	// A quiet point: with both managers stopped, each persisted refresh must match one
+	// refresh at the issuer.
+	managers[follower].stop()
 	job = h.getJob(job.Name)
-	vs, _ := h.vaultSecret(job)
-	gen, _ := strconv.ParseInt(string(vs.Data[vaultKeyGeneration]), 10, 64)
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	if string(vs.Data[vaultKeyInFlight]) != "" {
+		t.Errorf("a refresh is marked in flight at the quiet point")
+	}
+	gen, err := strconv.ParseInt(string(vs.Data[vaultKeyGeneration]), 10, 64)
+	h.must(err)
 	c := h.issuer.Counters()
-	// Generation counts every pair persisted: the first mint plus each refresh.
-	if c.Refreshes != gen-1-job.Status.Remints {
-		t.Errorf("issuer saw %d refreshes for %d persisted refreshes (generation %d, remints %d)", c.Refreshes, gen-1-job.Status.Remints, gen, job.Status.Remints)
+	// Generation counts every pair persisted: the first mint, each re-mint, each refresh.
+	if persisted := gen - 1 - int64(job.Status.Remints); c.Refreshes != persisted {
+		t.Errorf("issuer saw %d refreshes for %d persisted refreshes (generation %d, remints %d)", c.Refreshes, persisted, gen, job.Status.Remints)
+	}
+	if job.Status.Remints != 0 {
+		t.Errorf("%d re-mints across the hand-over, want 0", job.Status.Remints)
 	}
 	h.assertNoReuse()
 }
 
-// Group 9: kubectl describe shows phase, conditions and events.
+// kubectl describe shows phase, conditions and events.
 func TestKubectlDescribe(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
@@ -489,7 +636,7 @@ func TestKubectlDescribe(t *testing.T) {
 	kc, err := user.KubeConfig()
 	h.must(err)
 	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
-	h.must(writeFile(kcPath, kc))
+	h.must(os.WriteFile(kcPath, kc, 0o600))
 	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, env.KubectlPath, "--kubeconfig", kcPath, "-n", h.ns, "describe", "importjob", job.Name).CombinedOutput()
@@ -503,7 +650,7 @@ func TestKubectlDescribe(t *testing.T) {
 	}
 }
 
-// Group 10: a signing-key rotation at the issuer and the rotate-now annotation both
+// A signing-key rotation at the issuer and the rotate-now annotation both
 // rotate at once.
 func TestRotateAtOnce(t *testing.T) {
 	// Long tokens: any rotation within the test is due to the trigger, not the schedule.
@@ -614,9 +761,9 @@ func roundAll(ds []time.Duration) []string {
 // by hand) is revoked and deleted by the orphan sweep.
 func TestOrphanSweep(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	stop := h.startManager(managerOptions{})
+	first := h.startManager(managerOptions{})
 	job := h.runningJob("orphan", jobtokenv1alpha1.GrantPassword)
-	stop()
+	first.stop()
 	job = h.getJob(job.Name)
 	vs, err := h.vaultSecret(job)
 	h.must(err)
@@ -630,6 +777,7 @@ func TestOrphanSweep(t *testing.T) {
 	if !h.issuer.Active(refresh) {
 		t.Fatal("the refresh token died before the sweep: the test would prove nothing")
 	}
+	before := h.issuer.Counters()
 
 	h.startManager(managerOptions{})
 	h.eventually(20*time.Second, "the orphaned vault Secret deleted", func() bool {
@@ -639,6 +787,7 @@ func TestOrphanSweep(t *testing.T) {
 	if h.issuer.Active(refresh) || h.issuer.Active(access) {
 		t.Errorf("the orphaned chain was deleted without being revoked")
 	}
+	h.assertRevoked(before, devissuer.ReasonRevoked)
 }
 
 // TokenExchange: the submitter's token is exchanged once and removed from its Secret;
@@ -648,7 +797,7 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 	h.startManager(managerOptions{})
 	userAccess, _ := passwordGrant(t, h)
 	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1ObjectMeta(h.ns, "submitter"),
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "submitter"},
 		Data:       map[string][]byte{"token": []byte(userAccess)},
 	}))
 	job := h.importJob("exchange", jobtokenv1alpha1.GrantTokenExchange)
@@ -663,15 +812,26 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 	if _, ok := in.Data["token"]; ok {
 		t.Errorf("the submitter's token was not removed after the exchange")
 	}
-	ws, _ := h.workerSecret(job)
+	ws, err := h.workerSecret(job)
+	h.must(err)
 	jobAccess := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
 	if jobAccess == "" || jobAccess == userAccess {
 		t.Fatalf("the workers did not get a token of their own")
 	}
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	jobRefresh := string(vs.Data[vaultKeyRefreshToken])
+	if !h.issuer.Active(jobAccess) || !h.issuer.Active(jobRefresh) {
+		t.Fatal("the job's pair is not active before the end: the revocation check would prove nothing")
+	}
+	before := h.issuer.Counters()
 	h.markJob(job.Name, batchv1.JobComplete)
 	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
-	if h.issuer.Active(jobAccess) {
-		t.Errorf("the job's token is still active")
+	if h.issuer.Active(jobAccess) || h.issuer.Active(jobRefresh) {
+		t.Errorf("the job's tokens are still active")
+	}
+	if got := h.issuer.Counters().FamiliesRevokedByReason[devissuer.ReasonRevoked] - before.FamiliesRevokedByReason[devissuer.ReasonRevoked]; got != 1 {
+		t.Errorf("the issuer revoked %d families at the end, want the job's one", got)
 	}
 	if !h.issuer.Active(userAccess) {
 		t.Errorf("revoking the job's tokens revoked the submitter's own token")
@@ -722,7 +882,7 @@ func TestCredentialsLost(t *testing.T) {
 	h.startManager(managerOptions{})
 	_, handed := passwordGrant(t, h)
 	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1ObjectMeta(h.ns, "handover"),
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "handover"},
 		Data:       map[string][]byte{"refresh_token": []byte(handed)},
 	}))
 	job := h.importJob("lost", jobtokenv1alpha1.GrantRefreshToken)
@@ -759,7 +919,7 @@ func TestFOLIOIssuer(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.startManager(managerOptions{})
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
-		ObjectMeta: metav1ObjectMeta("", "folio-"+h.ns),
+		ObjectMeta: metav1.ObjectMeta{Name: "folio-" + h.ns},
 		Spec:       jobtokenv1alpha1.TokenIssuerSpec{FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
 	}
 	h.must(env.Client.Create(h.ctx, cti))
@@ -768,18 +928,23 @@ func TestFOLIOIssuer(t *testing.T) {
 	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
 	h.must(env.Client.Create(h.ctx, job))
 	h.eventually(30*time.Second, "2 rotations through /authn/refresh", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
-	ws, _ := h.workerSecret(job)
-	access := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
-	if !resourceAccepts(t, h, access) {
+	ws, err := h.workerSecret(job)
+	h.must(err)
+	if !resourceAccepts(t, h, string(ws.Data[jobtokenv1alpha1.KeyAccessToken])) {
 		t.Errorf("the FOLIO access token is refused by the protected resource")
 	}
-	if got := h.issuer.Counters().TokenRequests["folio_refresh"]["ok"]; got < 2 {
+	if got := h.issuer.Counters().TokenRequests[devissuer.GrantKeyFolioRefresh][devissuer.ResultOK]; got < 2 {
 		t.Errorf("the issuer saw %d FOLIO refreshes, want at least 2", got)
 	}
+	// Just before the end the newest pair is alive; the refresh token outlives the test
+	// unless the logout ends it.
+	issued := h.issuer.Issued()
+	if !h.issuer.Active(last(issued.Access)) || !h.issuer.Active(last(issued.Refresh)) {
+		t.Fatal("the newest FOLIO pair is not active before the end: the logout check would prove nothing")
+	}
+	before := h.issuer.Counters()
 	h.markJob(job.Name, batchv1.JobComplete)
 	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
-	if h.issuer.Active(access) {
-		t.Errorf("the FOLIO token is still active after logout")
-	}
+	h.assertRevoked(before, devissuer.ReasonLogout)
 	h.assertNoReuse()
 }

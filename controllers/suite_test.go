@@ -3,17 +3,19 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"os"
-	"slices"
+	"encoding/json"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -40,11 +42,38 @@ const (
 
 var env *testenv.Env
 
+// globalLogs receives what is logged through controller-runtime's global logger (the
+// orphan sweep and other runnables log through it, not through the manager's logger);
+// each harness routes it into its own log buffer.
+var globalLogs = &logRouter{}
+
 func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(globalLogs), zap.UseDevMode(true)))
 	testenv.RunTests(m, func(e *testenv.Env) error {
 		env = e
 		return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}})
 	})
+}
+
+// logRouter writes to the current test's buffer, or nowhere between tests.
+type logRouter struct {
+	mu sync.Mutex
+	to io.Writer
+}
+
+func (r *logRouter) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.to == nil {
+		return len(p), nil
+	}
+	return r.to.Write(p)
+}
+
+func (r *logRouter) route(w io.Writer) {
+	r.mu.Lock()
+	r.to = w
+	r.mu.Unlock()
 }
 
 // syncBuffer collects the manager's log lines for the token-leak scan.
@@ -65,7 +94,9 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// harness is one test's issuer, namespace and manager(s).
+// harness is one test's issuer, namespace and manager(s). When the test ends it stops
+// the managers and scans every log line they wrote, the events and the ImportJobs of its
+// namespace for the bytes of every token the issuer issued.
 type harness struct {
 	t      *testing.T
 	ctx    context.Context
@@ -73,6 +104,7 @@ type harness struct {
 	issuer *devissuer.Server
 	logs   *syncBuffer
 	stops  []func()
+	jobs   []string // names of the ImportJobs built by importJob
 }
 
 type harnessOptions struct {
@@ -89,6 +121,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	}
 	cfg.Clients = map[string]string{clientID: clientSecret}
 	cfg.Users = map[string]string{userName: userPassword}
+	cfg.RecordTokens = true
 	srv, err := devissuer.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +130,14 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, ctx: ctx, issuer: srv, logs: &syncBuffer{}}
+	globalLogs.route(h.logs)
 	t.Cleanup(func() {
 		for i := len(h.stops) - 1; i >= 0; i-- {
 			h.stops[i]()
 		}
+		globalLogs.route(nil)
 		_ = srv.Close()
+		h.scanOutputs()
 	})
 
 	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-"}}
@@ -137,8 +173,15 @@ type managerOptions struct {
 	name           string
 }
 
-// startManager runs the operator's manager until the test ends or the returned stop is called.
-func (h *harness) startManager(opts managerOptions) (stop func()) {
+// runningManager is a started manager: stop ends it (and waits), elected is closed once
+// it leads (at once without leader election).
+type runningManager struct {
+	stop    func()
+	elected <-chan struct{}
+}
+
+// startManager runs the operator's manager until the test ends or its stop is called.
+func (h *harness) startManager(opts managerOptions) *runningManager {
 	h.t.Helper()
 	logger := zap.New(zap.WriteTo(h.logs), zap.UseDevMode(true))
 	if opts.name != "" {
@@ -172,7 +215,7 @@ func (h *harness) startManager(opts managerOptions) (stop func()) {
 		}
 	}()
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -183,7 +226,7 @@ func (h *harness) startManager(opts managerOptions) (stop func()) {
 		})
 	}
 	h.stops = append(h.stops, stop)
-	return stop
+	return &runningManager{stop: stop, elected: mgr.Elected()}
 }
 
 // runningJob creates an ImportJob with the grant and waits until it runs.
@@ -197,6 +240,7 @@ func (h *harness) runningJob(name string, grant jobtokenv1alpha1.GrantType) *job
 
 // importJob returns an ImportJob on the harness issuer with fast rotation settings.
 func (h *harness) importJob(name string, grant jobtokenv1alpha1.GrantType) *jobtokenv1alpha1.ImportJob {
+	h.jobs = append(h.jobs, name)
 	job := &jobtokenv1alpha1.ImportJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
 		Spec: jobtokenv1alpha1.ImportJobSpec{
@@ -325,14 +369,82 @@ func hasEvent(events []string, reason string) bool {
 	return false
 }
 
-func controllerutilContains(list []string, s string) bool { return slices.Contains(list, s) }
-
-func metav1IsControlledBy(obj metav1.Object, owner metav1.Object) bool {
-	return metav1.IsControlledBy(obj, owner)
+// leaseHolder returns the holder of the manager's leader-election lease ("" when none).
+func (h *harness) leaseHolder() string {
+	h.t.Helper()
+	lease := &coordinationv1.Lease{}
+	if err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: vaultNamespace, Name: manager.LeaderElectionID}, lease); err != nil {
+		return ""
+	}
+	if lease.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *lease.Spec.HolderIdentity
 }
 
-func metav1ObjectMeta(ns, name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Namespace: ns, Name: name}
+// tokenNeedles returns what must never appear in an output: every token the issuer
+// issued and, for JWTs, their signature part alone.
+func (h *harness) tokenNeedles() []string {
+	var out []string
+	for _, tok := range h.issuer.Issued().All() {
+		out = append(out, tok)
+		if parts := strings.Split(tok, "."); len(parts) == 3 && len(parts[2]) >= 16 {
+			out = append(out, parts[2])
+		}
+	}
+	return out
 }
 
-func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o600) }
+// assertNoTokens fails if text holds any of the needles.
+func (h *harness) assertNoTokens(where, text string, needles []string) {
+	h.t.Helper()
+	for _, n := range needles {
+		if strings.Contains(text, n) {
+			h.t.Errorf("token bytes found in %s", where)
+			return
+		}
+	}
+}
+
+// scanOutputs checks the manager's logs, the events and the ImportJobs of the test's
+// namespace against every token the issuer issued. It runs after the managers stopped,
+// so it sees every line they wrote.
+func (h *harness) scanOutputs() {
+	h.t.Helper()
+	logs := h.logs.String()
+	if logs == "" {
+		h.t.Errorf("the manager logged nothing: the token scan of its logs would prove nothing")
+	}
+	mentioned := len(h.jobs) == 0
+	for _, name := range h.jobs {
+		mentioned = mentioned || strings.Contains(logs, `"`+name+`"`) || strings.Contains(logs, "/"+name+`"`)
+	}
+	if !mentioned {
+		h.t.Errorf("the manager's logs mention none of the ImportJobs %v: the token scan would prove nothing", h.jobs)
+	}
+	needles := h.tokenNeedles()
+	if len(needles) == 0 {
+		return
+	}
+	h.assertNoTokens("the manager's logs", logs, needles)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	events := &corev1.EventList{}
+	if err := env.Client.List(ctx, events, client.InNamespace(h.ns)); err != nil {
+		h.t.Errorf("list events: %v", err)
+	}
+	jobs := &jobtokenv1alpha1.ImportJobList{}
+	if err := env.Client.List(ctx, jobs, client.InNamespace(h.ns)); err != nil {
+		h.t.Errorf("list ImportJobs: %v", err)
+	}
+	for _, what := range []struct {
+		where string
+		obj   any
+	}{{"the events", events}, {"the ImportJobs", jobs}} {
+		data, err := json.Marshal(what.obj)
+		if err != nil {
+			h.t.Errorf("marshal %s: %v", what.where, err)
+		}
+		h.assertNoTokens(what.where, string(data), needles)
+	}
+}

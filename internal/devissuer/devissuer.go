@@ -95,6 +95,10 @@ type Config struct {
 	// Logger receives events (family revoked, reuse detected, key rotated, faults set).
 	// Never token bytes. Nil discards. (Addition to the original sketch.)
 	Logger *slog.Logger
+	// RecordTokens keeps every token minted in memory so that Issued can return
+	// them, for tests that scan outputs for leaked token bytes. Off by default: the
+	// server otherwise holds only token hashes.
+	RecordTokens bool
 }
 
 // Server is the development issuer. It is safe for concurrent use.
@@ -117,6 +121,7 @@ type Server struct {
 	faults    Faults
 	errAcc    float64 // ErrorRate accumulator (deterministic spreading)
 	c         Counters
+	issued    IssuedTokens // only with Config.RecordTokens
 
 	srvMu  sync.Mutex
 	srv    *http.Server

@@ -184,6 +184,7 @@ func (s *Server) issueLocked(f *family, iss string, withRefresh bool, now time.T
 	f.records++
 	f.lastAT = atExp
 	s.c.AccessTokensIssued++
+	s.recordIssuedLocked(&s.issued.Access, at)
 	out := &issued{
 		access: at, accessExp: atExp, scope: f.scope, sessionID: f.session.id, familyID: f.id,
 		accessExpiry: secondsUntil(now, atExp),
@@ -199,6 +200,7 @@ func (s *Server) issueLocked(f *family, iss string, withRefresh bool, now time.T
 		f.records++
 		f.current = rec
 		s.c.RefreshTokensIssued++
+		s.recordIssuedLocked(&s.issued.Refresh, rt)
 		out.refresh, out.refreshExp, out.refreshExpiry = rt, rtExp, secondsUntil(now, rtExp)
 	}
 	return out, nil
