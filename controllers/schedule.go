@@ -95,8 +95,10 @@ func NextRotation(in ScheduleInput) Schedule {
 
 	if !in.ChainEndsAt.IsZero() {
 		// A refresh at rotateAt must finish, and its token reach the workers, before the
-		// chain ends; otherwise mint a fresh pair before the wall instead.
-		if chainDeadline := in.ChainEndsAt.Add(-in.PropagationBudget); !rotateAt.Before(chainDeadline) {
+		// chain ends; otherwise mint a fresh pair before the wall instead. The chain's end
+		// is known in whole seconds from an answer that took time to arrive, so it gets
+		// the same whole-second deadline and lead as the token's expiry.
+		if chainDeadline := Deadline(in.ChainEndsAt, in.PropagationBudget).Add(-lead); !rotateAt.Before(chainDeadline) {
 			if in.CanRemint {
 				out.Action = ActionRemint
 				rotateAt = chainDeadline

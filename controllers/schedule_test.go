@@ -70,12 +70,17 @@ func TestNextRotation(t *testing.T) {
 			in := base(5 * time.Minute)
 			in.ChainEndsAt, in.CanRemint = at(3*time.Minute), true
 			return in
-		}, Schedule{RotateAt: at(150 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}},
+		}, Schedule{RotateAt: at(145 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}}, // 180s - 30s budget - 5s lead
 		{"chain ends within the budget of the planned refresh: remint", func() ScheduleInput {
 			in := base(5 * time.Minute)
 			in.ChainEndsAt, in.CanRemint = at(230*time.Second), true
 			return in
-		}, Schedule{RotateAt: at(200 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}},
+		}, Schedule{RotateAt: at(195 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}},
+		{"a chain end with a fraction of a second counts from the whole second", func() ScheduleInput {
+			in := base(5 * time.Minute)
+			in.ChainEndsAt, in.CanRemint = at(180*time.Second+900*time.Millisecond), true
+			return in
+		}, Schedule{RotateAt: at(145 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}},
 		{"chain ends soon, grant cannot remint: refresh while it lasts and warn", func() ScheduleInput {
 			in := base(5 * time.Minute)
 			in.ChainEndsAt = at(3 * time.Minute)
