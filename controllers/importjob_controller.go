@@ -48,9 +48,6 @@ const (
 	EventCredentialsLost  = "CredentialsLost"
 	EventStalled          = "Stalled"
 	EventJobCreated       = "JobCreated"
-	// EventRevocationSkipped: the issuer that minted the job's chain is gone or was
-	// replaced, so the tokens were not revoked (and not sent to the replacement).
-	EventRevocationSkipped = "RevocationSkipped"
 )
 
 // Defaults of the reconciler's tunables.
@@ -367,27 +364,6 @@ func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) e
 	return nil
 }
 
-// checkBinding refuses to use a chain with any issuer but the one that minted it: the
-// refresh token (and, at the end, its revocation) would go to whoever runs the other one.
-// A chain stored before issuers were recorded is bound to the current issuer now.
-func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vault) error {
-	current := currentBinding(s.job, s.issuer)
-	recorded, ok := recordedBinding(v.secret)
-	if ok && !recorded.sameObject(current) {
-		return terminal(jobtokenv1alpha1.ReasonIssuerChanged, fmt.Sprintf(
-			"the refresh chain was minted by %s but spec.issuerRef now resolves to %s: the chain is never sent to another issuer; "+
-				"create a new ImportJob for the new issuer", recorded, current))
-	}
-	if ok && recorded.UID != "" {
-		return nil
-	}
-	if !ok {
-		recorded = current
-	}
-	recorded.UID = current.UID
-	return r.vault().bind(ctx, v, recorded, s.job.Namespace)
-}
-
 // stepEnsureTokens makes sure the vault holds a usable pair: mints the first one, and
 // recovers from a refresh whose outcome was never recorded.
 func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) error {
@@ -404,14 +380,11 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 			// between is seen as an unknown outcome and the input is never replayed.
 			initial.InFlight = inFlightMarker(inFlightOpRedeem, 0, s.now)
 		}
-		if v, err = store.create(ctx, s.job, currentBinding(s.job, s.issuer), initial); err != nil {
+		if v, err = store.create(ctx, s.job, initial); err != nil {
 			return err
 		}
 		s.vault = v
 		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
-	}
-	if err := r.checkBinding(ctx, s, v); err != nil {
-		return err
 	}
 	s.vault = v
 
