@@ -133,15 +133,15 @@ docker-build: ## Build the manager image (needs a container engine).
 KUBECTL ?= $(ENVTEST_ASSETS)/kubectl
 
 .PHONY: install
-install: manifests envtest ## Install the CRDs into the cluster in ~/.kube/config.
-	$(KUBECTL) apply --server-side -k config/crd
+install: manifests envtest ## Install the CRDs and the admission policies (config/install) into the cluster in ~/.kube/config.
+	$(KUBECTL) apply --server-side -k config/install
 
 .PHONY: uninstall
-uninstall: manifests envtest ## Remove the CRDs.
-	$(KUBECTL) delete --ignore-not-found -k config/crd
+uninstall: manifests envtest ## Remove the CRDs and the admission policies.
+	$(KUBECTL) delete --ignore-not-found -k config/install
 
 .PHONY: deploy
-deploy: manifests envtest ## Deploy the operator (config/default).
+deploy: manifests envtest ## Deploy the operator, its admission policies and the roles for people (config/default).
 	$(KUBECTL) apply --server-side -k config/default
 
 .PHONY: undeploy

@@ -1,0 +1,549 @@
+package v1alpha1_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/jobtoken/jobtoken/internal/testenv"
+)
+
+// The policy tests install config/ the way `make install` does and then act as tenants
+// whose only rights are the Roles each case creates for them.
+
+var (
+	policyOnce sync.Once
+	policyErr  error
+)
+
+var (
+	kubeconfigOnce sync.Once
+	kubeconfig     []byte
+	kubeconfigErr  error
+)
+
+// adminKubeconfig returns a kubeconfig of a cluster admin for the envtest kubectl.
+func adminKubeconfig() ([]byte, error) {
+	kubeconfigOnce.Do(func() {
+		user, err := env.AddUser(envtest.User{Name: "policy-admin", Groups: []string{"system:masters"}}, nil)
+		if err != nil {
+			kubeconfigErr = err
+			return
+		}
+		kubeconfig, kubeconfigErr = user.KubeConfig()
+	})
+	return kubeconfig, kubeconfigErr
+}
+
+// policyKubectl runs the envtest kubectl as a cluster admin in the repository root.
+func policyKubectl(t *testing.T, stdin []byte, args ...string) (string, error) {
+	t.Helper()
+	kc, err := adminKubeconfig()
+	if err != nil {
+		return "", err
+	}
+	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
+		return "", err
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, env.KubectlPath, append([]string{"--kubeconfig", kcPath}, args...)...)
+	cmd.Dir = root
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// rendered decodes the objects a kustomization renders.
+func rendered(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out, err := policyKubectl(t, nil, "kustomize", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode %s: %v", dir, err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+// installPolicy applies config/install as `make install` does, once per test binary, and
+// waits until the API server enforces the policies: a policy is only enforced once the
+// API server's policy cache has loaded it and its binding.
+func installPolicy(t *testing.T) {
+	t.Helper()
+	policyOnce.Do(func() { policyErr = doInstallPolicy(t) })
+	if policyErr != nil {
+		t.Fatal(policyErr)
+	}
+}
+
+func doInstallPolicy(t *testing.T) error {
+	t.Helper()
+	if out, err := policyKubectl(t, nil, "apply", "--server-side", "--force-conflicts", "-k", "config/install"); err != nil {
+		return err
+	} else if got := strings.Count(out, "validatingadmissionpolic"); got != 4 {
+		return fmt.Errorf("kubectl apply -k config/install applied %d policy objects, want 4:\n%s", got, out)
+	}
+	ns := newNamespace(t)
+	user := tenant(t, ns, "policy-probe", bindings{clusterRoles: []string{"jobtoken-importjob-editor-role", "jobtoken-tokenissuer-editor-role"}})
+	job := fromYAML(t, validJob)
+	job.SetNamespace(ns)
+	issuer := fromYAML(t, validIssuer)
+	issuer.SetNamespace(ns)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		jobErr := user.Create(context.Background(), job.DeepCopy(), client.DryRunAll)
+		issuerErr := user.Create(context.Background(), issuer.DeepCopy(), client.DryRunAll)
+		if refusedByPolicy(jobErr) && refusedByPolicy(issuerErr) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the admission policies are not enforced 60s after install: ImportJob: %v; TokenIssuer: %v", jobErr, issuerErr)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func refusedByPolicy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "lacks permission")
+}
+
+// bindings are the rights a tenant gets in its namespace: ClusterRoles bound with a
+// RoleBinding, and rules of a Role of its own.
+type bindings struct {
+	clusterRoles []string
+	rules        []rbacv1.PolicyRule
+}
+
+var peopleRolesOnce sync.Once
+
+// installPeopleRoles creates the people ClusterRoles exactly as config/default renders
+// them. envtest runs no controller manager, so they are not aggregated into edit/view:
+// tenants are bound to them directly.
+func installPeopleRoles(t *testing.T) {
+	t.Helper()
+	peopleRolesOnce.Do(func() {
+		for _, obj := range rendered(t, "config/default") {
+			if obj.GetKind() != "ClusterRole" || !strings.HasSuffix(obj.GetName(), "-editor-role") && !strings.HasSuffix(obj.GetName(), "-viewer-role") {
+				continue
+			}
+			if err := env.Client.Create(context.Background(), obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatalf("create %s: %v", obj.GetName(), err)
+			}
+		}
+	})
+}
+
+// tenant returns a client that acts as user name, holding only the given rights in ns.
+func tenant(t *testing.T, ns, name string, b bindings) client.Client {
+	t.Helper()
+	installPeopleRoles(t)
+	ctx := context.Background()
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}
+	for _, cr := range b.clusterRoles {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: name + "-"},
+			Subjects:   subject,
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr},
+		}
+		if err := env.Client.Create(ctx, rb); err != nil {
+			t.Fatalf("bind %s: %v", cr, err)
+		}
+	}
+	if len(b.rules) > 0 {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: b.rules}
+		if err := env.Client.Create(ctx, role); err != nil {
+			t.Fatalf("create role: %v", err)
+		}
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Subjects:   subject,
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		}
+		if err := env.Client.Create(ctx, rb); err != nil {
+			t.Fatalf("bind role: %v", err)
+		}
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: name, Groups: []string{"system:authenticated"}}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RBAC is evaluated from the API server's informer cache: wait until the bindings
+	// are visible, so that a refusal below is never a stale-cache artefact.
+	waitAllowed(t, name, ns, b)
+	return c
+}
+
+func waitAllowed(t *testing.T, user, ns string, b bindings) {
+	t.Helper()
+	rules := append([]rbacv1.PolicyRule{}, b.rules...)
+	for _, name := range b.clusterRoles {
+		cr := &rbacv1.ClusterRole{}
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, cr); err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, cr.Rules...)
+	}
+	for _, r := range rules {
+		attrs := &authorizationv1.ResourceAttributes{Namespace: ns, Group: r.APIGroups[0], Verb: r.Verbs[0], Resource: r.Resources[0]}
+		if resource, sub, ok := strings.Cut(r.Resources[0], "/"); ok {
+			attrs.Resource, attrs.Subresource = resource, sub
+		}
+		if len(r.ResourceNames) > 0 {
+			attrs.Name = r.ResourceNames[0]
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: attrs}}
+			if err := env.Client.Create(context.Background(), sar); err != nil {
+				t.Fatal(err)
+			}
+			if sar.Status.Allowed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not yet allowed %+v after 30s", user, *attrs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func jobsCreate() rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create"}}
+}
+
+func secrets(verbs []string, names ...string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: verbs, ResourceNames: names}
+}
+
+func sample(t *testing.T, file, ns string) *unstructured.Unstructured {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := fromYAML(t, string(data))
+	if obj.GetKind() != "ClusterTokenIssuer" {
+		obj.SetNamespace(ns)
+	}
+	return obj
+}
+
+func ensureClusterIssuerSample(t *testing.T) {
+	t.Helper()
+	obj := sample(t, "jobtoken_v1alpha1_clustertokenissuer_folio.yaml", "")
+	if err := env.Client.Create(context.Background(), obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func wantRefused(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted, want refused naming %q", want)
+	}
+	if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("refused with %v, want Forbidden", apierrors.ReasonForError(err))
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("message does not name %q:\n%v", w, err)
+		}
+	}
+}
+
+const (
+	importJobEditor   = "jobtoken-importjob-editor-role"
+	tokenIssuerEditor = "jobtoken-tokenissuer-editor-role"
+)
+
+func TestPolicyImportJobNeedsJobCreate(t *testing.T) {
+	installPolicy(t)
+	ns := newNamespace(t)
+	user := tenant(t, ns, "no-jobs", bindings{clusterRoles: []string{importJobEditor}})
+	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_clientcredentials.yaml", ns))
+	wantRefused(t, err, "no-jobs", "create batch/jobs in namespace "+ns)
+}
+
+func TestPolicyImportJobNeedsPasswordSecret(t *testing.T) {
+	installPolicy(t)
+	ensureClusterIssuerSample(t)
+	ns := newNamespace(t)
+	use := useTemplate(t)
+	user := tenant(t, ns, "no-password-secret", bindings{
+		clusterRoles: []string{importJobEditor, use},
+		// get on another Secret does not stand in for the one the grant names.
+		rules: []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, "other")},
+	})
+	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns))
+	wantRefused(t, err, "get secrets import-system-user in namespace "+ns)
+}
+
+func TestPolicyRemoveAfterRedeemNeedsUpdate(t *testing.T) {
+	installPolicy(t)
+	for _, tc := range []struct{ file, secret string }{
+		{"jobtoken_v1alpha1_importjob_tokenexchange.yaml", "submitter-token"},
+		{"jobtoken_v1alpha1_importjob_refreshtoken.yaml", "submitter-offline-token"},
+	} {
+		t.Run(tc.secret, func(t *testing.T) {
+			ns := newNamespace(t)
+			user := tenant(t, ns, "read-only-"+tc.secret, bindings{
+				clusterRoles: []string{importJobEditor},
+				rules:        []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, tc.secret)},
+			})
+			// removeAfterRedeem defaults to true: the operator would empty the Secret.
+			err := user.Create(context.Background(), sample(t, tc.file, ns))
+			wantRefused(t, err, "update secrets "+tc.secret+" in namespace "+ns)
+			// Without removeAfterRedeem, reading is all the operator does with it.
+			keep := sample(t, tc.file, ns)
+			grant := "tokenExchange"
+			if strings.Contains(tc.file, "refreshtoken") {
+				grant = "refreshToken"
+			}
+			if err := unstructured.SetNestedField(keep.Object, false, "spec", "credentials", grant, "removeAfterRedeem"); err != nil {
+				t.Fatal(err)
+			}
+			if err := user.Create(context.Background(), keep); err != nil {
+				t.Errorf("removeAfterRedeem false with get on the Secret refused: %v", err)
+			}
+		})
+	}
+}
+
+// useTemplate installs the documented use ClusterRole template as shipped.
+func useTemplate(t *testing.T) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "clustertokenissuer_use_role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(data, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Create(context.Background(), role); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return role.Name
+}
+
+func TestPolicyClusterTokenIssuerNeedsUse(t *testing.T) {
+	installPolicy(t)
+	ensureClusterIssuerSample(t)
+	ns := newNamespace(t)
+	rights := []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, "import-system-user")}
+	without := tenant(t, ns, "no-use", bindings{clusterRoles: []string{importJobEditor}, rules: rights})
+	err := without.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns))
+	wantRefused(t, err, "use clustertokenissuers.jobtoken.dev folio-diku in namespace "+ns)
+
+	// The template bound in this namespace grants use of folio-diku here.
+	with := tenant(t, ns, "with-use", bindings{clusterRoles: []string{importJobEditor, useTemplate(t)}, rules: rights})
+	if err := with.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns)); err != nil {
+		t.Fatalf("tenant with use, jobs create and get on the Secret refused: %v", err)
+	}
+	// use of folio-diku is no use of another ClusterTokenIssuer.
+	other := sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns)
+	other.SetName("other-issuer")
+	if err := unstructured.SetNestedField(other.Object, "folio-other", "spec", "issuerRef", "name"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, with.Create(context.Background(), other), "use clustertokenissuers.jobtoken.dev folio-other")
+}
+
+func TestPolicyTokenIssuerNeedsItsSecrets(t *testing.T) {
+	installPolicy(t)
+	ns := newNamespace(t)
+	user := tenant(t, ns, "issuer-no-secret", bindings{clusterRoles: []string{tokenIssuerEditor}})
+	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_tokenissuer.yaml", ns))
+	wantRefused(t, err, "get secrets import-jobs-client in namespace "+ns)
+
+	pkj := fromYAML(t, validIssuer)
+	pkj.SetNamespace(ns)
+	pkj.SetName("pkj")
+	if err := unstructured.SetNestedField(pkj.Object, map[string]any{
+		"issuerURL": "https://idp.example.com", "clientID": "jobs", "clientAuth": "private_key_jwt",
+		"privateKeySecretRef": map[string]any{"name": "jobs-key"},
+	}, "spec", "oauth2"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, user.Create(context.Background(), pkj), "get secrets jobs-key")
+
+	// Redirecting an existing issuer (whose Secret the admin may read) to another URL is a
+	// spec change: it needs the same right, or the operator would send the Secret there.
+	existing := sample(t, "jobtoken_v1alpha1_tokenissuer.yaml", ns)
+	if err := env.Client.Create(context.Background(), existing); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(existing.Object, "https://attacker.example.com", "spec", "oauth2", "issuerURL"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, user.Update(context.Background(), existing), "get secrets import-jobs-client")
+}
+
+func TestPolicyEditorRolesCreateTheSamples(t *testing.T) {
+	installPolicy(t)
+	ensureClusterIssuerSample(t)
+	ns := newNamespace(t)
+	user := tenant(t, ns, "editor", bindings{
+		clusterRoles: []string{importJobEditor, tokenIssuerEditor, useTemplate(t)},
+		rules: []rbacv1.PolicyRule{
+			jobsCreate(),
+			secrets([]string{"get"}, "import-jobs-client", "import-system-user"),
+			secrets([]string{"get", "update"}, "submitter-token", "submitter-offline-token"),
+		},
+	})
+	for _, file := range []string{
+		"jobtoken_v1alpha1_tokenissuer.yaml",
+		"jobtoken_v1alpha1_importjob_clientcredentials.yaml",
+		"jobtoken_v1alpha1_importjob_password.yaml",
+		"jobtoken_v1alpha1_importjob_tokenexchange.yaml",
+		"jobtoken_v1alpha1_importjob_refreshtoken.yaml",
+	} {
+		if err := user.Create(context.Background(), sample(t, file, ns)); err != nil {
+			t.Errorf("%s refused: %v", file, err)
+		}
+	}
+}
+
+// The operator never creates ImportJobs or TokenIssuers; it writes their status and
+// metadata (finalizers), which must pass whatever rights it holds elsewhere.
+func TestPolicyLeavesStatusAndMetadataWrites(t *testing.T) {
+	installPolicy(t)
+	ns := newNamespace(t)
+	job := sample(t, "jobtoken_v1alpha1_importjob_tokenexchange.yaml", ns)
+	issuer := sample(t, "jobtoken_v1alpha1_tokenissuer.yaml", ns)
+	for _, obj := range []*unstructured.Unstructured{job, issuer} {
+		if err := env.Client.Create(context.Background(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writer := tenant(t, ns, "status-writer", bindings{rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{"jobtoken.dev"},
+		Resources: []string{"importjobs", "importjobs/status", "tokenissuers", "tokenissuers/status"},
+		Verbs:     []string{"get", "update", "patch"},
+	}}})
+	for _, obj := range []*unstructured.Unstructured{job, issuer} {
+		if err := unstructured.SetNestedField(obj.Object, "Pending", "status", "phase"); err != nil {
+			t.Fatal(err)
+		}
+		if err := writer.Status().Update(context.Background(), obj); err != nil {
+			t.Errorf("%s status update refused: %v", obj.GetKind(), err)
+			continue
+		}
+		obj.SetFinalizers([]string{"jobtoken.dev/test"})
+		if err := writer.Update(context.Background(), obj); err != nil {
+			t.Errorf("%s finalizer update refused: %v", obj.GetKind(), err)
+		}
+	}
+	// The same writer changing the spec is checked like a create.
+	if err := unstructured.SetNestedField(job.Object, "45s", "spec", "rotation", "propagationBudget"); err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, writer.Update(context.Background(), job), "create batch/jobs")
+	for _, obj := range []*unstructured.Unstructured{job, issuer} {
+		obj.SetFinalizers(nil)
+		_ = env.Client.Patch(context.Background(), obj, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`)))
+	}
+}
+
+// make deploy renders the same policy objects, under the same names, as make install.
+func TestPolicyShippedByDefault(t *testing.T) {
+	installPolicy(t)
+	var names []string
+	var policyDocs []any
+	for _, obj := range rendered(t, "config/default") {
+		if !strings.HasPrefix(obj.GetKind(), "ValidatingAdmissionPolicy") {
+			continue
+		}
+		names = append(names, obj.GetKind()+"/"+obj.GetName())
+		if obj.GetKind() == "ValidatingAdmissionPolicyBinding" {
+			policy, _, _ := unstructured.NestedString(obj.Object, "spec", "policyName")
+			if policy != obj.GetName() {
+				t.Errorf("binding %s names policy %q", obj.GetName(), policy)
+			}
+		}
+		policyDocs = append(policyDocs, obj.Object)
+	}
+	want := []string{
+		"ValidatingAdmissionPolicy/jobtoken-importjob-authorization",
+		"ValidatingAdmissionPolicy/jobtoken-tokenissuer-authorization",
+		"ValidatingAdmissionPolicyBinding/jobtoken-importjob-authorization",
+		"ValidatingAdmissionPolicyBinding/jobtoken-tokenissuer-authorization",
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("config/default renders %v, want %v", names, want)
+	}
+	// Applying them as config/default renders them updates the installed objects.
+	data, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": policyDocs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := policyKubectl(t, data, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out, "serverside-applied"); got != 4 {
+		t.Errorf("applied %d of 4 policy objects:\n%s", got, out)
+	}
+	var list unstructured.UnstructuredList
+	list.SetAPIVersion("admissionregistration.k8s.io/v1")
+	list.SetKind("ValidatingAdmissionPolicyList")
+	if err := env.Client.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 2 {
+		t.Errorf("%d policies installed after install and deploy, want 2", len(list.Items))
+	}
+}
