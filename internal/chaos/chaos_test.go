@@ -26,9 +26,15 @@ func TestChaosShort(t *testing.T) {
 	if err := bench.BuildManager(ctx, root, bin); err != nil {
 		t.Fatal(err)
 	}
+	// Token lifetimes leave the rotation a window of seconds, as in production where it is
+	// minutes: 10s tokens rotated at half their life with a 2s budget give each rotation
+	// 2-4s before its deadline, so a miss means a rotation really was late (a schedule
+	// past the budget, a backoff past the deadline, a herd the manager cannot clear), not
+	// that a loaded machine took a few hundred milliseconds longer. The replicas' 20s
+	// tokens leave room for a failover (a 4s lease, then the new leader's start).
 	res, err := Run(ctx, Options{
 		Jobs: 50, SoakDuration: 2 * time.Minute, KillEvery: 10 * time.Second,
-		OutageTTL: 6 * time.Second, ReplicaTTL: 20 * time.Second, ReplicaRounds: 3, ReplicaPeriod: 8 * time.Second,
+		OutageTTL: 10 * time.Second, ReplicaTTL: 20 * time.Second, ReplicaRounds: 3, ReplicaPeriod: 8 * time.Second,
 		ManagerBin: bin, WorkDir: dir, Out: testWriter{t},
 	})
 	if err != nil {
