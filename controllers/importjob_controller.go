@@ -48,6 +48,9 @@ const (
 	EventCredentialsLost  = "CredentialsLost"
 	EventStalled          = "Stalled"
 	EventJobCreated       = "JobCreated"
+	// EventRevocationSkipped: the issuer that minted the job's chain is gone or was
+	// replaced, so the tokens were not revoked (and not sent to the replacement).
+	EventRevocationSkipped = "RevocationSkipped"
 )
 
 // Defaults of the reconciler's tunables.
@@ -200,6 +203,9 @@ type scope struct {
 	vault  *vault
 	// batchJob is the workers' Job, nil before it is created.
 	batchJob *batchv1.Job
+	// workerSecret is the worker Secret as read at the start of the pass, nil when it
+	// does not exist yet; only ever one controlled by this ImportJob.
+	workerSecret *corev1.Secret
 	// rotated is set when this pass wrote a new token.
 	rotated bool
 	// requeueAfter is the earliest wake-up any step asked for.
@@ -272,6 +278,7 @@ func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ct
 		r.stepObserveJob,
 		r.stepMaxLifetime,
 		r.stepResolveIssuer,
+		r.stepClaimWorkerSecret,
 		r.stepEnsureTokens,
 		r.stepRotate,
 		r.stepWorkerSecret,
@@ -302,15 +309,9 @@ func (r *ImportJobReconciler) stepValidate(_ context.Context, s *scope) error {
 // stepObserveJob reads the workers' Job and ends the ImportJob when the Job finished.
 func (r *ImportJobReconciler) stepObserveJob(ctx context.Context, s *scope) error {
 	j := &batchv1.Job{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: s.job.Name}, j)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	found, err := r.getControlled(ctx, s.job, client.ObjectKey{Namespace: s.job.Namespace, Name: s.job.Name}, j, "Job")
+	if err != nil || !found {
 		return err
-	}
-	if !metav1.IsControlledBy(j, s.job) {
-		return terminal(jobtokenv1alpha1.ReasonInvalidSpec, fmt.Sprintf("a Job named %s exists and is not controlled by this ImportJob", j.Name))
 	}
 	s.batchJob = j
 	if finished, ok := jobFinished(j); finished {
@@ -319,6 +320,46 @@ func (r *ImportJobReconciler) stepObserveJob(ctx context.Context, s *scope) erro
 			phase, reason, msg = jobtokenv1alpha1.PhaseSucceeded, jobtokenv1alpha1.ReasonJobSucceeded, "the Job completed"
 		}
 		return r.finish(ctx, s, phase, reason, msg)
+	}
+	return nil
+}
+
+// getControlled reads an object the operator creates for the job under a name the
+// tenant chose. found is false when no such object exists; an object of that name that
+// this ImportJob does not control is a NameConflict, never adopted or overwritten. The
+// cache holds only labelled objects, so a miss there is confirmed at the API: an
+// unlabelled object of that name may exist. An object the job controls is found in the
+// cache, which keeps the steady state free of API reads.
+func (r *ImportJobReconciler) getControlled(ctx context.Context, job *jobtokenv1alpha1.ImportJob, key client.ObjectKey, obj client.Object, kind string) (bool, error) {
+	err := r.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, key, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s %s/%s: %w", kind, key.Namespace, key.Name, err)
+	}
+	if !metav1.IsControlledBy(obj, job) {
+		return false, terminal(jobtokenv1alpha1.ReasonNameConflict, fmt.Sprintf(
+			"%s %s exists in namespace %s and is not controlled by this ImportJob: the operator never adopts or overwrites it; "+
+				"delete it or give the ImportJob another name", kind, key.Name, key.Namespace))
+	}
+	return true, nil
+}
+
+// stepClaimWorkerSecret makes sure the worker Secret's name is free or already ours
+// before any token is minted for it.
+func (r *ImportJobReconciler) stepClaimWorkerSecret(ctx context.Context, s *scope) error {
+	secret := &corev1.Secret{}
+	found, err := r.getControlled(ctx, s.job, client.ObjectKey{Namespace: s.job.Namespace, Name: workerSecretName(s.job)}, secret, "Secret")
+	if err != nil {
+		return err
+	}
+	s.workerSecret = nil
+	if found {
+		s.workerSecret = secret
 	}
 	return nil
 }
@@ -364,6 +405,27 @@ func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) e
 	return nil
 }
 
+// checkBinding refuses to use a chain with any issuer but the one that minted it: the
+// refresh token (and, at the end, its revocation) would go to whoever runs the other one.
+// A chain stored before issuers were recorded is bound to the current issuer now.
+func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vault) error {
+	current := currentBinding(s.job, s.issuer)
+	recorded, ok := recordedBinding(v.secret)
+	if ok && !recorded.sameObject(current) {
+		return terminal(jobtokenv1alpha1.ReasonIssuerChanged, fmt.Sprintf(
+			"the refresh chain was minted by %s but spec.issuerRef now resolves to %s: the chain is never sent to another issuer; "+
+				"create a new ImportJob for the new issuer", recorded, current))
+	}
+	if ok && recorded.UID != "" {
+		return nil
+	}
+	if !ok {
+		recorded = current
+	}
+	recorded.UID = current.UID
+	return r.vault().bind(ctx, v, recorded, s.job.Namespace)
+}
+
 // stepEnsureTokens makes sure the vault holds a usable pair: mints the first one, and
 // recovers from a refresh whose outcome was never recorded.
 func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) error {
@@ -380,11 +442,14 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 			// between is seen as an unknown outcome and the input is never replayed.
 			initial.InFlight = inFlightMarker(inFlightOpRedeem, 0, s.now)
 		}
-		if v, err = store.create(ctx, s.job, initial); err != nil {
+		if v, err = store.create(ctx, s.job, currentBinding(s.job, s.issuer), initial); err != nil {
 			return err
 		}
 		s.vault = v
 		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
+	}
+	if err := r.checkBinding(ctx, s, v); err != nil {
+		return err
 	}
 	s.vault = v
 
@@ -600,22 +665,41 @@ func (r *ImportJobReconciler) clearRotateNow(ctx context.Context, s *scope) erro
 	return nil
 }
 
-// stepWorkerSecret writes the access token for the workers, only when it changed.
+// stepWorkerSecret writes the access token for the workers, only when it changed. A new
+// Secret is created (which fails if the name was taken meanwhile); an existing one is
+// written only when this ImportJob controls it (stepClaimWorkerSecret), and the apply
+// carries its UID, so a Secret re-created under the name since is never written.
 func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) error {
 	name := workerSecretName(s.job)
 	want := workerSecretData(s.vault.AccessToken, s.vault.TokenType, s.vault.ExpiresAt)
 	revision := strconv.FormatInt(s.vault.Generation, 10)
-	current := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: name}, current)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return err
-	}
-	if err == nil && current.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == revision && secretDataEqual(current.Data, want) {
+	current := s.workerSecret
+	if current != nil && current.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == revision && secretDataEqual(current.Data, want) {
 		s.job.Status.SecretName = name
 		return nil
 	}
 	ref := controllerRef(s.job)
+	if current == nil {
+		secret := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: s.job.Namespace, Name: name,
+				Labels:          ownedLabels(s.job, jobtokenv1alpha1.RoleWorkerToken),
+				Annotations:     map[string]string{jobtokenv1alpha1.AnnotationTokenRevision: revision},
+				OwnerReferences: []metav1.OwnerReference{ref},
+			},
+			Type: corev1.SecretTypeOpaque,
+			Data: want,
+		}
+		if err := r.Create(ctx, secret, client.FieldOwner(fieldOwner)); err != nil {
+			// AlreadyExists: created by someone since the claim; the next pass reads it.
+			return fmt.Errorf("create worker Secret %s/%s: %w", s.job.Namespace, name, err)
+		}
+		s.workerSecret = secret
+		s.job.Status.SecretName = name
+		return nil
+	}
 	ac := corev1ac.Secret(name, s.job.Namespace).
+		WithUID(current.UID).
 		WithLabels(ownedLabels(s.job, jobtokenv1alpha1.RoleWorkerToken)).
 		WithAnnotations(map[string]string{jobtokenv1alpha1.AnnotationTokenRevision: revision}).
 		WithOwnerReferences(applyOwnerRef(ref)).
@@ -636,10 +720,19 @@ func (r *ImportJobReconciler) stepBatchJob(ctx context.Context, s *scope) error 
 	}
 	j := buildJob(s.job, s.vault.Generation)
 	if err := r.Create(ctx, j); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create Job %s/%s: %w", j.Namespace, j.Name, err)
 		}
-		return fmt.Errorf("create Job %s/%s: %w", j.Namespace, j.Name, err)
+		// Created since stepObserveJob looked: ours (a pass before this one, not yet in
+		// the cache) is taken as it is; anyone else's is a NameConflict.
+		existing := &batchv1.Job{}
+		found, err := r.getControlled(ctx, s.job, client.ObjectKeyFromObject(j), existing, "Job")
+		if err != nil || !found {
+			return err
+		}
+		s.batchJob = existing
+		s.job.Status.JobName = existing.Name
+		return nil
 	}
 	s.batchJob = j
 	s.job.Status.JobName = j.Name

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -75,6 +76,10 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 			st.RevocationStartTime = &metav1.Time{Time: s.now}
 		}
 		revokeErr = r.revokeTokens(ctx, s, v)
+		var gone *issuerGoneError
+		if errors.As(revokeErr, &gone) {
+			return true, r.skipRevocation(ctx, s, v, gone, reason, why)
+		}
 		if revokeErr != nil {
 			elapsed := s.now.Sub(st.RevocationStartTime.Time)
 			if elapsed < r.RevocationBudget {
@@ -126,24 +131,56 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	return true, nil
 }
 
-// revokeTokens revokes the pair through the issuer's dialect.
+// revokeTokens revokes the pair through the dialect of the issuer that minted it, which
+// the vault Secret records; the issuer the job names now is never asked. It fails with an
+// *issuerGoneError when that issuer no longer exists as the same object.
 // A token redeemed from the submitter is never revoked: only what the operator minted.
 func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vault) error {
-	if s.client == nil {
-		ref, err := getIssuer(ctx, r.Client, s.job, r.VaultNamespace)
-		if err != nil {
-			return fmt.Errorf("issuer %s %q: %w", s.job.Spec.IssuerRef.Kind, s.job.Spec.IssuerRef.Name, err)
-		}
-		cl, err := r.clients.get(ctx, ref, s.now)
-		if err != nil {
-			return err
-		}
-		s.issuer, s.client = ref, cl
-	}
 	if v.AccessToken == "" && v.RefreshToken == "" {
 		return nil
 	}
-	return s.client.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken})
+	bound, ok := recordedBinding(v.secret)
+	if !ok {
+		// A chain stored before issuers were recorded and never read since: the
+		// issuer the job names, whatever its UID.
+		bound = newIssuerBinding(s.job.Spec.IssuerRef.Kind, s.job.Namespace, s.job.Spec.IssuerRef.Name, "")
+	}
+	ref, err := getBoundIssuer(ctx, r.Client, bound, r.VaultNamespace)
+	if err != nil {
+		return err
+	}
+	cl, err := r.clients.get(ctx, ref, s.now)
+	if err != nil {
+		return err
+	}
+	return cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken})
+}
+
+// skipRevocation ends a job whose chain's issuer is gone or was replaced: its tokens
+// are not sent anywhere else, they end at their own expiry at the issuer that minted
+// them. The Secrets are deleted as after a revocation.
+func (r *ImportJobReconciler) skipRevocation(ctx context.Context, s *scope, v *vault, gone *issuerGoneError, reason, why string) error {
+	if err := r.deleteWorkerSecret(ctx, s); err != nil {
+		return err
+	}
+	if err := r.vault().delete(ctx, v); err != nil {
+		return err
+	}
+	st := &s.job.Status
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionReconciling)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
+	st.NextRotationTime = nil
+	tokenExpiry.DeleteLabelValues(s.job.Namespace, s.job.Name)
+	msg := fmt.Sprintf("%s; %s, so the job's tokens were not revoked and are sent to no other issuer: they end at their own expiry, %s at the latest for the access token",
+		why, gone.Error(), timeOrDash(st.TokenExpiresAt))
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: jobtokenv1alpha1.ConditionRevoked, Status: metav1.ConditionFalse, Reason: jobtokenv1alpha1.ReasonIssuerChanged, Message: msg,
+	})
+	revocations.WithLabelValues("skipped").Inc()
+	r.event(s.job, corev1.EventTypeWarning, EventRevocationSkipped, "Revoke", "%s", msg)
+	ctrl.LoggerFrom(ctx).Info("Revocation skipped: the chain's issuer is gone", "reason", reason, "issuer", gone.recorded.String())
+	return nil
 }
 
 func (r *ImportJobReconciler) deleteWorkerSecret(ctx context.Context, s *scope) error {

@@ -59,6 +59,42 @@ func getIssuer(ctx context.Context, c client.Reader, job *jobtokenv1alpha1.Impor
 	}
 }
 
+// issuerGoneError says the issuer that minted a chain no longer exists as that object:
+// it was deleted, or deleted and re-created under its name (a new UID). The chain's
+// tokens are never sent to whatever now answers to the name.
+type issuerGoneError struct {
+	recorded issuerBinding
+	// now is the object that holds the name today, nil when there is none.
+	now *issuerRef
+}
+
+func (e *issuerGoneError) Error() string {
+	if e.now == nil {
+		return fmt.Sprintf("the issuer that minted the chain, %s, no longer exists", e.recorded)
+	}
+	return fmt.Sprintf("the issuer that minted the chain, %s, was replaced by %s (uid %s)", e.recorded, e.now.Name, e.now.UID)
+}
+
+// getBoundIssuer reads the issuer a chain records. It fails with an *issuerGoneError
+// when that object is gone or another object holds its name; a binding without a UID
+// (recorded before UIDs were) matches the object of that name.
+func getBoundIssuer(ctx context.Context, c client.Reader, b issuerBinding, vaultNamespace string) (*issuerRef, error) {
+	job := &jobtokenv1alpha1.ImportJob{}
+	job.Namespace = b.Namespace
+	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: b.Kind, Name: b.Name}
+	ref, err := getIssuer(ctx, c, job, vaultNamespace)
+	if apierrors.IsNotFound(err) {
+		return nil, &issuerGoneError{recorded: b}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read issuer %s: %w", b, err)
+	}
+	if b.UID != "" && ref.UID != b.UID {
+		return nil, &issuerGoneError{recorded: b, now: ref}
+	}
+	return ref, nil
+}
+
 // ready tells whether the issuer controller found the issuer usable, with its message.
 func (i *issuerRef) ready() (bool, string) {
 	c := meta.FindStatusCondition(i.Status.Conditions, jobtokenv1alpha1.ConditionReady)

@@ -34,7 +34,7 @@ var (
 	}, []string{"issuer", "reason"})
 	revocations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jobtoken_revocations_total",
-		Help: "Revocations at the end of ImportJobs, by result (success, failed).",
+		Help: "Revocations at the end of ImportJobs, by result (success, failed, skipped: the issuer that minted the chain is gone).",
 	}, []string{"result"})
 )
 

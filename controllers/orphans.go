@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -136,24 +137,27 @@ func (o *OrphanSweeper) revokeAndDelete(ctx context.Context, s *corev1.Secret) e
 	v := decodeVault(s)
 	if v.AccessToken != "" || v.RefreshToken != "" {
 		if err := o.revoke(ctx, s, v); err != nil {
-			if !apierrors.IsNotFound(err) {
+			var gone *issuerGoneError
+			switch {
+			case errors.As(err, &gone):
+				log.Info("The issuer of an orphaned chain is gone or was replaced; its tokens are sent to no other issuer and end at their own expiry", "issuer", gone.Error())
+			case apierrors.IsNotFound(err):
+				log.Info("The issuer of an orphaned chain is not recorded; its tokens end at their own expiry")
+			default:
 				return fmt.Errorf("revoke orphaned chain of %s: %w", s.Name, err)
 			}
-			log.Info("The issuer of an orphaned chain is gone; its tokens end at their own expiry")
 		}
 	}
 	return vaultStore{client: o.Client, namespace: o.VaultNamespace}.delete(ctx, v)
 }
 
 func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *vault) error {
-	kind, ns, name := parseIssuerAnnotation(s.Annotations[annotationVaultIssuer])
-	if name == "" {
+	bound, ok := recordedBinding(s)
+	if !ok {
 		return apierrors.NewNotFound(jobtokenv1alpha1.GroupVersion.WithResource("tokenissuers").GroupResource(), "")
 	}
-	job := &jobtokenv1alpha1.ImportJob{}
-	job.Namespace = ns
-	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: kind, Name: name}
-	ref, err := getIssuer(ctx, o.Client, job, o.VaultNamespace)
+	// Only the issuer that minted the chain, the same object (UID), is asked to revoke it.
+	ref, err := getBoundIssuer(ctx, o.Client, bound, o.VaultNamespace)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
@@ -40,15 +41,78 @@ const (
 )
 
 // annotationVaultIssuer on a vault Secret names the issuer of its chain
-// ("<kind>/<namespace>/<name>"), so an orphaned chain can still be revoked.
-const annotationVaultIssuer = "jobtoken.dev/issuer"
+// ("<kind>/<namespace>/<name>"), so an orphaned chain can still be revoked;
+// annotationVaultIssuerUID holds that issuer's UID, so that an issuer deleted and
+// re-created under the same name is told apart from the one that minted the chain.
+const (
+	annotationVaultIssuer    = "jobtoken.dev/issuer"
+	annotationVaultIssuerUID = "jobtoken.dev/issuer-uid"
+)
 
-func issuerAnnotation(job *jobtokenv1alpha1.ImportJob) string {
-	kind := job.Spec.IssuerRef.Kind
+// issuerBinding identifies one issuer object: a refresh chain is only ever sent to the
+// issuer that minted it.
+type issuerBinding struct {
+	Kind jobtokenv1alpha1.IssuerKind
+	// Namespace is empty for a ClusterTokenIssuer.
+	Namespace string
+	Name      string
+	UID       types.UID
+}
+
+func newIssuerBinding(kind jobtokenv1alpha1.IssuerKind, namespace, name string, uid types.UID) issuerBinding {
 	if kind == "" {
 		kind = jobtokenv1alpha1.IssuerKindTokenIssuer
 	}
-	return string(kind) + "/" + job.Namespace + "/" + job.Spec.IssuerRef.Name
+	if kind == jobtokenv1alpha1.IssuerKindClusterTokenIssuer {
+		namespace = ""
+	}
+	return issuerBinding{Kind: kind, Namespace: namespace, Name: name, UID: uid}
+}
+
+// currentBinding is the issuer the job names now, as resolved to ref.
+func currentBinding(job *jobtokenv1alpha1.ImportJob, ref *issuerRef) issuerBinding {
+	return newIssuerBinding(job.Spec.IssuerRef.Kind, job.Namespace, job.Spec.IssuerRef.Name, ref.UID)
+}
+
+// recordedBinding reads the issuer a vault Secret records; ok is false for a chain
+// stored before issuers were recorded. The UID is empty when only the name was recorded.
+func recordedBinding(s *corev1.Secret) (b issuerBinding, ok bool) {
+	kind, ns, name := parseIssuerAnnotation(s.Annotations[annotationVaultIssuer])
+	if name == "" {
+		return issuerBinding{}, false
+	}
+	return newIssuerBinding(kind, ns, name, types.UID(s.Annotations[annotationVaultIssuerUID])), true
+}
+
+// sameObject tells whether b and o name the same issuer; an unrecorded UID on either
+// side matches any.
+func (b issuerBinding) sameObject(o issuerBinding) bool {
+	return b.Kind == o.Kind && b.Namespace == o.Namespace && b.Name == o.Name &&
+		(b.UID == "" || o.UID == "" || b.UID == o.UID)
+}
+
+func (b issuerBinding) String() string {
+	name := string(b.Kind) + "/" + b.Name
+	if b.Namespace != "" {
+		name = string(b.Kind) + "/" + b.Namespace + "/" + b.Name
+	}
+	if b.UID == "" {
+		return name
+	}
+	return name + " (uid " + string(b.UID) + ")"
+}
+
+// annotate records b on a vault Secret.
+func (b issuerBinding) annotate(s *corev1.Secret, jobNamespace string) {
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	ns := b.Namespace
+	if ns == "" {
+		ns = jobNamespace
+	}
+	s.Annotations[annotationVaultIssuer] = string(b.Kind) + "/" + ns + "/" + b.Name
+	s.Annotations[annotationVaultIssuerUID] = string(b.UID)
 }
 
 func parseIssuerAnnotation(a string) (jobtokenv1alpha1.IssuerKind, string, string) {
@@ -195,13 +259,13 @@ func (s vaultStore) get(ctx context.Context, job *jobtokenv1alpha1.ImportJob) (*
 	return decodeVault(secret), nil
 }
 
-// create writes a new vault Secret, with the given state, labelled with its ImportJob.
-func (s vaultStore) create(ctx context.Context, job *jobtokenv1alpha1.ImportJob, v *vault) (*vault, error) {
+// create writes a new vault Secret, with the given state, labelled with its ImportJob
+// and recording the issuer that is about to mint its chain.
+func (s vaultStore) create(ctx context.Context, job *jobtokenv1alpha1.ImportJob, by issuerBinding, v *vault) (*vault, error) {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace:   s.namespace,
-			Name:        vaultSecretName(job),
-			Annotations: map[string]string{annotationVaultIssuer: issuerAnnotation(job)},
+			Namespace: s.namespace,
+			Name:      vaultSecretName(job),
 			Labels: map[string]string{
 				jobtokenv1alpha1.LabelManagedBy:          jobtokenv1alpha1.ManagedByValue,
 				jobtokenv1alpha1.LabelRole:               jobtokenv1alpha1.RoleVault,
@@ -213,6 +277,7 @@ func (s vaultStore) create(ctx context.Context, job *jobtokenv1alpha1.ImportJob,
 		Type: vaultSecretTypeAnnotated,
 		Data: v.encode(),
 	}
+	by.annotate(secret, job.Namespace)
 	if err := s.client.Create(ctx, secret); err != nil {
 		return nil, fmt.Errorf("create vault Secret %s/%s: %w", s.namespace, secret.Name, err)
 	}
@@ -226,6 +291,18 @@ func (s vaultStore) update(ctx context.Context, v *vault) error {
 	secret.Data = v.encode()
 	if err := s.client.Update(ctx, secret); err != nil {
 		return fmt.Errorf("update vault Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	v.secret = secret
+	return nil
+}
+
+// bind records by as the issuer of a chain stored before issuers were recorded; the
+// chain's tokens are left as they are.
+func (s vaultStore) bind(ctx context.Context, v *vault, by issuerBinding, jobNamespace string) error {
+	secret := v.secret.DeepCopy()
+	by.annotate(secret, jobNamespace)
+	if err := s.client.Update(ctx, secret); err != nil {
+		return fmt.Errorf("record the issuer on vault Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 	}
 	v.secret = secret
 	return nil

@@ -277,3 +277,58 @@ func TestKubectl(t *testing.T) {
 		}
 	}
 }
+
+// TestImmutableFieldsAreRefused updates a created ImportJob: the issuer and the grant are
+// bound to the job for its life, while the rest of the spec stays editable.
+func TestImmutableFieldsAreRefused(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct {
+		name  string
+		edits map[string]any
+		want  []string
+	}{
+		{"issuerRef name", map[string]any{"spec.issuerRef.name": "tenant-issuer"}, []string{"spec.issuerRef", "immutable"}},
+		{"issuerRef kind", map[string]any{"spec.issuerRef.kind": "ClusterTokenIssuer"}, []string{"spec.issuerRef", "immutable"}},
+		{"credentials grant", map[string]any{"spec.credentials.grant": "Password", "spec.credentials.password": map[string]any{"secretRef": map[string]any{"name": "p"}}}, []string{"spec.credentials", "immutable"}},
+		{"credentials scopes", map[string]any{"spec.credentials.scopes": []any{"admin"}}, []string{"spec.credentials", "immutable"}},
+		{"credentials audience", map[string]any{"spec.credentials.audience": []any{"https://elsewhere"}}, []string{"spec.credentials", "immutable"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			obj := fromYAML(t, validJob)
+			obj.SetName(fmt.Sprintf("update-%d", i))
+			obj.SetNamespace(ns)
+			if err := env.Client.Create(ctx, obj); err != nil {
+				t.Fatalf("valid base refused: %v", err)
+			}
+			for path, value := range tc.edits {
+				if err := unstructured.SetNestedField(obj.Object, value, strings.Split(path, ".")...); err != nil {
+					t.Fatalf("set %s: %v", path, err)
+				}
+			}
+			err := env.Client.Update(ctx, obj)
+			if err == nil {
+				t.Fatalf("update accepted, want refused naming %v", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message does not name %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+	// The rest of the spec stays editable, so each refusal above is due to its field.
+	obj := fromYAML(t, validJob)
+	obj.SetNamespace(ns)
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatalf("valid base refused: %v", err)
+	}
+	if err := unstructured.SetNestedField(obj.Object, "0.5", "spec", "rotation", "fraction"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Update(ctx, obj); err != nil {
+		t.Errorf("an update of spec.rotation was refused: %v", err)
+	}
+}

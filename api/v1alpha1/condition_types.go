@@ -62,4 +62,12 @@ const (
 	ReasonDeleted               = "Deleted"
 	ReasonRevocationBudgetSpent = "RevocationBudgetSpent"
 	ReasonTokenLifetimeTooShort = "TokenLifetimeTooShort"
+	// ReasonIssuerChanged (Stalled, Revoked=False): the issuer the ImportJob names now is
+	// not the one that minted its refresh chain (another kind, namespace or name, or the
+	// same name re-created with a new UID); the chain is never sent to it.
+	ReasonIssuerChanged = "IssuerChanged"
+	// ReasonNameConflict (Stalled): an object the operator would create for the job (the
+	// worker Secret <name>-token or the batch Job <name>) exists and is not controlled by
+	// this ImportJob; the operator never adopts or overwrites it.
+	ReasonNameConflict = "NameConflict"
 )

@@ -176,11 +176,14 @@ type RotationSpec struct {
 
 // ImportJobSpec is the desired state of an ImportJob.
 type ImportJobSpec struct {
-	// issuerRef names the issuer that mints the job's tokens.
+	// issuerRef names the issuer that mints the job's tokens. It is immutable: the job's
+	// refresh token is only ever sent to the issuer that minted it.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.issuerRef is immutable"
 	IssuerRef IssuerReference `json:"issuerRef"`
-	// credentials is the grant that mints the job's tokens.
+	// credentials is the grant that mints the job's tokens. It is immutable, like issuerRef.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.credentials is immutable"
 	Credentials CredentialsSpec `json:"credentials"`
 	// rotation says when the access token is replaced.
 	// +optional

@@ -1,0 +1,250 @@
+package controllers
+
+import (
+	"bytes"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/devissuer"
+)
+
+// The tenancy tests treat what a tenant can write in its namespace as adversarial: the
+// issuer an ImportJob names, and the names of objects the operator creates for it.
+
+// recordingIssuer is a second development issuer that keeps every form value and
+// credential header it was sent, so a test can tell whether a token reached it.
+type recordingIssuer struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	// seen holds every form value and header value of every request.
+	seen []string
+}
+
+func newRecordingIssuer(t *testing.T) *recordingIssuer {
+	t.Helper()
+	dev, err := devissuer.New(devissuer.Config{
+		AccessTokenTTL: 10 * time.Minute,
+		Clients:        map[string]string{clientID: clientSecret},
+		Users:          map[string]string{userName: userPassword},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ri := &recordingIssuer{}
+	ri.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		ri.mu.Lock()
+		ri.seen = append(ri.seen, string(body), r.Header.Get("Authorization"), r.Header.Get("Cookie"))
+		for _, vs := range form {
+			ri.seen = append(ri.seen, vs...)
+		}
+		ri.mu.Unlock()
+		dev.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(ri.srv.Close)
+	return ri
+}
+
+// received reports which of the tokens the issuer was sent.
+func (ri *recordingIssuer) received(tokens []string) []string {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	var out []string
+	for _, tok := range tokens {
+		if tok == "" {
+			continue
+		}
+		for _, s := range ri.seen {
+			if strings.Contains(s, tok) {
+				out = append(out, "a token of the first issuer")
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (h *harness) requestRotation(name string) {
+	h.t.Helper()
+	j := h.getJob(name)
+	patch := client.MergeFrom(j.DeepCopy())
+	if j.Annotations == nil {
+		j.Annotations = map[string]string{}
+	}
+	j.Annotations[jobtokenv1alpha1.AnnotationRotateNow] = time.Now().String()
+	h.must(env.Client.Patch(h.ctx, j, patch))
+}
+
+func stalledWith(job *jobtokenv1alpha1.ImportJob, reason string) *metav1.Condition {
+	c := meta.FindStatusCondition(job.Status.Conditions, jobtokenv1alpha1.ConditionStalled)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
+		return nil
+	}
+	return c
+}
+
+// A TokenIssuer deleted and re-created under the same name (a new UID) pointing at
+// another server never receives the job's refresh token: not on a requested rotation,
+// not as a revocation when the job is deleted.
+func TestIssuerReplacedGetsNoToken(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
+	h.startManager(managerOptions{})
+	job := h.runningJob("bound", jobtokenv1alpha1.GrantPassword)
+	vs, err := h.vaultSecret(job)
+	h.must(err)
+	chain := maps.Clone(vs.Data)
+	if len(chain[vaultKeyRefreshToken]) == 0 {
+		t.Fatal("no refresh token in the vault: the test would prove nothing")
+	}
+
+	first := &jobtokenv1alpha1.TokenIssuer{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "dev"}, first))
+	h.must(env.Client.Delete(h.ctx, first))
+	h.eventually(10*time.Second, "the first issuer gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), &jobtokenv1alpha1.TokenIssuer{}))
+	})
+	other := newRecordingIssuer(t)
+	second := &jobtokenv1alpha1.TokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			IssuerURL: other.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
+		}},
+	}
+	h.must(env.Client.Create(h.ctx, second))
+	h.eventually(20*time.Second, "the second issuer ready", func() bool {
+		ti := &jobtokenv1alpha1.TokenIssuer{}
+		return env.Client.Get(h.ctx, client.ObjectKeyFromObject(second), ti) == nil &&
+			meta.IsStatusConditionTrue(ti.Status.Conditions, jobtokenv1alpha1.ConditionReady)
+	})
+
+	h.requestRotation(job.Name)
+	tokens := h.issuer.Issued().All()
+	h.eventually(20*time.Second, "the job stalled or a token sent to the second issuer", func() bool {
+		return stalledWith(h.getJob(job.Name), "IssuerChanged") != nil || len(other.received(tokens)) > 0
+	})
+	if got := other.received(tokens); len(got) > 0 {
+		t.Fatalf("the second issuer received %d of the job's tokens after a rotation request", len(got))
+	}
+	c := stalledWith(h.getJob(job.Name), "IssuerChanged")
+	if !strings.Contains(c.Message, string(first.UID)) || !strings.Contains(c.Message, string(second.UID)) {
+		t.Errorf("the Stalled message does not name both issuers (UIDs %s and %s): %s", first.UID, second.UID, c.Message)
+	}
+	if !hasEvent(h.events(job.Name), EventStalled) {
+		t.Errorf("no Stalled event: %v", h.events(job.Name))
+	}
+	vs, err = h.vaultSecret(job)
+	h.must(err)
+	if !maps.EqualFunc(chain, vs.Data, bytes.Equal) {
+		t.Errorf("the stored chain changed although the issuer was replaced")
+	}
+
+	h.must(env.Client.Delete(h.ctx, job))
+	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+	})
+	if got := other.received(h.issuer.Issued().All()); len(got) > 0 {
+		t.Errorf("the second issuer received %d of the job's tokens at deletion", len(got))
+	}
+	if !hasEvent(h.events(job.Name), EventRevocationSkipped) {
+		t.Errorf("no %s event: %v", EventRevocationSkipped, h.events(job.Name))
+	}
+}
+
+// An ImportJob named so that its worker Secret is an existing Secret the operator did
+// not create stalls naming it, and never writes, owns or deletes that Secret.
+func TestWorkerSecretNameTaken(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	theirs := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "squat" + workerSecretNameSuffix},
+		Data:       map[string][]byte{"config": []byte("someone else's")},
+	}
+	h.must(env.Client.Create(h.ctx, theirs))
+	job := h.importJob("squat", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+
+	unchanged := func(what string) {
+		t.Helper()
+		s := &corev1.Secret{}
+		if err := env.Client.Get(h.ctx, client.ObjectKeyFromObject(theirs), s); err != nil {
+			t.Fatalf("%s: the existing Secret: %v", what, err)
+		}
+		if !maps.EqualFunc(s.Data, theirs.Data, bytes.Equal) || len(s.OwnerReferences) != 0 || len(s.Labels) != 0 {
+			t.Fatalf("%s: the existing Secret was taken over: keys %v, owners %v, labels %v", what, keysOf(s.Data), s.OwnerReferences, s.Labels)
+		}
+	}
+	h.eventually(20*time.Second, "the job stalled or the Secret written", func() bool {
+		s := &corev1.Secret{}
+		return stalledWith(h.getJob(job.Name), "NameConflict") != nil ||
+			(env.Client.Get(h.ctx, client.ObjectKeyFromObject(theirs), s) == nil && len(s.Data) != 1)
+	})
+	unchanged("while the job runs")
+	c := stalledWith(h.getJob(job.Name), "NameConflict")
+	if c == nil || !strings.Contains(c.Message, theirs.Name) {
+		t.Fatalf("want Stalled/NameConflict naming Secret %s, got %+v", theirs.Name, h.getJob(job.Name).Status.Conditions)
+	}
+
+	h.must(env.Client.Delete(h.ctx, job))
+	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+	})
+	unchanged("after the job was deleted")
+}
+
+// An ImportJob named after an existing batch Job it does not control stalls naming it
+// and leaves that Job alone.
+func TestBatchJobNameTaken(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.startManager(managerOptions{})
+	theirs := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "taken", Labels: map[string]string{"team": "other"}},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "theirs", Image: "busybox"}},
+		}}},
+	}
+	h.must(env.Client.Create(h.ctx, theirs))
+	job := h.importJob("taken", jobtokenv1alpha1.GrantPassword)
+	h.must(env.Client.Create(h.ctx, job))
+
+	h.eventually(20*time.Second, "the job stalled or running", func() bool {
+		j := h.getJob(job.Name)
+		return stalledWith(j, "NameConflict") != nil || j.Status.Phase == jobtokenv1alpha1.PhaseRunning
+	})
+	j := h.getJob(job.Name)
+	c := stalledWith(j, "NameConflict")
+	if c == nil || !strings.Contains(c.Message, "Job "+theirs.Name) {
+		t.Fatalf("want Stalled/NameConflict naming Job %s, got phase %q, %+v", theirs.Name, j.Status.Phase, j.Status.Conditions)
+	}
+	if j.Status.JobName != "" {
+		t.Errorf("status.jobName = %q: the Job was adopted", j.Status.JobName)
+	}
+
+	h.must(env.Client.Delete(h.ctx, job))
+	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+	})
+	got := &batchv1.Job{}
+	h.must(env.Client.Get(h.ctx, client.ObjectKeyFromObject(theirs), got))
+	if got.ResourceVersion != theirs.ResourceVersion || len(got.OwnerReferences) != 0 {
+		t.Errorf("the existing Job was changed: resourceVersion %s -> %s, owners %v", theirs.ResourceVersion, got.ResourceVersion, got.OwnerReferences)
+	}
+}
