@@ -234,6 +234,8 @@ type scenario struct {
 	stopTr  context.CancelFunc
 	procs   []*bench.Proc
 	n       int
+	// kills are the times the manager was SIGKILLed, for the timeline.
+	kills []time.Time
 }
 
 func (r *runner) newScenario(ctx context.Context, name string, jobs int, ttl time.Duration) (*scenario, error) {
@@ -540,6 +542,7 @@ func (r *runner) soak(ctx context.Context) (*Soak, error) {
 		}
 		p.Kill()
 		res.Kills++
+		s.kills = append(s.kills, time.Now())
 		if p, err = s.startManager("manager", false); err != nil {
 			return nil, err
 		}
@@ -549,6 +552,9 @@ func (r *runner) soak(ctx context.Context) (*Soak, error) {
 		}
 	}
 	res.Duration = time.Since(from)
+	if err := s.writeTimeline(from); err != nil {
+		return nil, err
+	}
 	settle := 2 * o.SoakTTL
 	r.say("  %d kills; settling for %s without kills", res.Kills, settle)
 	if err := sleep(ctx, settle); err != nil {
@@ -771,12 +777,16 @@ func (s *scenario) currentLeader() string {
 }
 
 // writeTimeline writes every rotation the tracker saw (seconds from zero, job, slack
-// before its deadline) to <workdir>/<scenario>-rotations.csv, to study bursts and misses.
+// before its deadline), and the kills, to <workdir>/<scenario>-rotations.csv, to study
+// bursts and misses.
 func (s *scenario) writeTimeline(zero time.Time) error {
 	var b strings.Builder
 	b.WriteString("seconds,job,slack_seconds\n")
 	for _, rot := range s.tracker.Rotations(time.Time{}, time.Now().Add(time.Hour)) {
 		fmt.Fprintf(&b, "%.3f,%s,%.3f\n", rot.At.Sub(zero).Seconds(), rot.Key, rot.Slack.Seconds())
+	}
+	for _, k := range s.kills {
+		fmt.Fprintf(&b, "%.3f,SIGKILL,\n", k.Sub(zero).Seconds())
 	}
 	return os.WriteFile(filepath.Join(s.r.o.WorkDir, s.name+"-rotations.csv"), []byte(b.String()), 0o600)
 }
