@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -76,24 +75,6 @@ func (r *logRouter) route(w io.Writer) {
 	r.mu.Unlock()
 }
 
-// syncBuffer collects the manager's log lines for the token-leak scan.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is one test's issuer, namespace and manager(s). When the test ends it stops
 // the managers and scans every log line they wrote, the events and the ImportJobs of its
 // namespace for the bytes of every token the issuer issued.
@@ -102,7 +83,7 @@ type harness struct {
 	ctx    context.Context
 	ns     string
 	issuer *devissuer.Server
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 	stops  []func()
 	jobs   []string // names of the ImportJobs built by importJob
 }
@@ -129,7 +110,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err := srv.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, issuer: srv, logs: &syncBuffer{}}
+	h := &harness{t: t, ctx: ctx, issuer: srv, logs: &testenv.LogBuffer{}}
 	globalLogs.route(h.logs)
 	t.Cleanup(func() {
 		for i := len(h.stops) - 1; i >= 0; i-- {

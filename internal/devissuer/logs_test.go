@@ -1,35 +1,17 @@
 package devissuer
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
-
-// lockedBuffer collects log output written by the server's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // secretSet is what must never reach the log, each with a label for the failure message
 // (the values themselves are never printed).
@@ -61,7 +43,7 @@ func (s *secretSet) addTokens(label string, r resp) {
 // secrets, user passwords and tokens, with the log at debug level; the log must describe
 // the requests and hold none of those values.
 func TestLogsCarryNoSecrets(t *testing.T) {
-	var logs lockedBuffer
+	var logs testenv.LogBuffer
 	h := newHarness(t, func(c *Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		c.SessionMax = 5 * time.Minute
