@@ -4,14 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 func TestHelpListsFlags(t *testing.T) {
@@ -107,15 +112,19 @@ func TestSecretsNotPrinted(t *testing.T) {
 	}
 }
 
+// TestRunServesAndStops runs the binary's main path with a client secret and a user
+// password, uses both (password grant, refresh, revocation), and checks that the log
+// describes the run and holds neither of them nor any token handed out.
 func TestRunServesAndStops(t *testing.T) {
-	o, err := parseFlags([]string{"--listen", "127.0.0.1:0", "--client", "job:secret"}, io.Discard)
+	const clientSecret, password = "cs-7Hq2Zx9Lw4", "pw-Vd83Kr1Ty6"
+	o, err := parseFlags([]string{"--listen", "127.0.0.1:0", "--client", "job:" + clientSecret, "--user", "alice:" + password}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	var logs bytes.Buffer
+	var logs testenv.LogBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, o, pw, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -125,17 +134,55 @@ func TestRunServesAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := strings.TrimSpace(line)
-	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+	base := strings.TrimSpace(line)
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
 		t.Fatalf("printed %q", line)
 	}
-	res, err := http.Get(url + "/.well-known/openid-configuration")
+	res, err := http.Get(base + "/.well-known/openid-configuration")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("discovery %d", res.StatusCode)
+	var disc struct {
+		TokenEndpoint      string `json:"token_endpoint"`
+		RevocationEndpoint string `json:"revocation_endpoint"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&disc)
+	_ = res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK || disc.TokenEndpoint == "" || disc.RevocationEndpoint == "" {
+		t.Fatalf("discovery %d: %v %+v", res.StatusCode, err, disc)
+	}
+	post := func(endpoint string, form url.Values) map[string]any {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("job", clientSecret)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Body.Close() }()
+		out := map[string]any{}
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", endpoint, res.StatusCode)
+		}
+		return out
+	}
+	first := post(disc.TokenEndpoint, url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {password}})
+	second := post(disc.TokenEndpoint, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {str(first["refresh_token"])}})
+	post(disc.RevocationEndpoint, url.Values{"token": {str(second["refresh_token"])}, "token_type_hint": {"refresh_token"}})
+	secrets := map[string]string{"the client secret": clientSecret, "the password": password}
+	for i, set := range []map[string]any{first, second} {
+		for _, k := range []string{"access_token", "refresh_token"} {
+			v := str(set[k])
+			if len(v) < 16 {
+				t.Fatalf("answer %d has no %s", i, k)
+			}
+			secrets[fmt.Sprintf("%s %d", k, i)] = v
+		}
 	}
 	cancel()
 	select {
@@ -146,7 +193,20 @@ func TestRunServesAndStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")
 	}
-	if strings.Contains(logs.String(), "secret") {
-		t.Errorf("logs mention the client secret: %s", logs.String())
+	out := logs.String()
+	for _, want := range []string{"Development issuer listening", "clients=", "Shutting down"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %q: the scan below would prove little", want)
+		}
 	}
+	for what, v := range secrets {
+		if strings.Contains(out, v) {
+			t.Errorf("the log holds %s", what)
+		}
+	}
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
 }
