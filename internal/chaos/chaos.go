@@ -593,7 +593,9 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	drops := max(o.OutageJobs/10, 1)
 	s.iss.SetFaults(devissuer.Faults{CommitThenDrop: drops, ErrorRate: 0.5})
 	_ = bench.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
-	res.Dropped = int64(drops - s.iss.CurrentFaults().CommitThenDrop)
+	// Counted by the issuer, not from the fault budget: a budget that was never applied
+	// must not read as drops that happened.
+	res.Dropped = s.iss.Counters().TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultDropped]
 	s.iss.SetFaults(devissuer.Faults{Down: true})
 	downAt := time.Now()
 	res.Dying = downAt.Sub(from)

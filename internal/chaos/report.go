@@ -46,7 +46,7 @@ func (r *Result) Failures() []Failure {
 		// scenario asked for: nothing was refreshed behind the stored chains' back.
 		add(o.RefreshesOK != o.Generations-o.Remints, "outage: the issuer answered %d refreshes, but generations %d - re-mints %d = %d",
 			o.RefreshesOK, o.Generations, o.Remints, o.Generations-o.Remints)
-		add(o.RefreshesDropped != o.Dropped, "outage: the issuer dropped %d refresh answers, the scenario asked for %d", o.RefreshesDropped, o.Dropped)
+		add(o.RefreshesDropped != o.Dropped, "outage: the issuer dropped %d refresh answers by the end, %d during the faults", o.RefreshesDropped, o.Dropped)
 	}
 	if p := r.Replicas; p != nil {
 		common("replicas", p.Common, true)
