@@ -214,6 +214,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	simDone := make(chan error, 1)
 	go func() { simDone <- sim.Start(runCtx) }()
+	select {
+	case <-sim.Ready():
+	case err := <-simDone:
+		return nil, fmt.Errorf("the kubelet stand-in stopped before its caches synced: %v", err)
+	case <-time.After(time.Minute):
+		return nil, fmt.Errorf("the kubelet stand-in's caches did not sync within a minute")
+	}
 	say("kubelet stand-in started: Secret volumes synced every %s, at once when a pod is nudged", o.SyncDelay)
 
 	// Baseline: the submitting user's access token, handed to the workers (the seed).
