@@ -156,6 +156,13 @@ func readSecretKey(ctx context.Context, secrets SecretReader, namespace, name, k
 		}
 		return "", fmt.Errorf("read Secret %s/%s: %w", namespace, name, err)
 	}
+	if s.Labels[jobtokenv1alpha1.LabelRole] == jobtokenv1alpha1.RoleVault {
+		// A stored chain is never an input: a reference to one (a ClusterTokenIssuer's
+		// Secrets live in the same namespace) would send a job's refresh token to whatever
+		// URL the referring object names.
+		return "", &secretError{reason: jobtokenv1alpha1.ReasonSecretNotAllowed, msg: fmt.Sprintf(
+			"Secret %s/%s holds a stored token chain of the operator and cannot be used as an input", namespace, name)}
+	}
 	v, ok := s.Data[key]
 	if !ok || len(v) == 0 {
 		return "", &secretError{reason: jobtokenv1alpha1.ReasonSecretKeyMissing, msg: fmt.Sprintf("Secret %s/%s has no key %q", namespace, name, key)}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"maps"
 	"net/http"
@@ -246,5 +247,62 @@ func TestBatchJobNameTaken(t *testing.T) {
 	h.must(env.Client.Get(h.ctx, client.ObjectKeyFromObject(theirs), got))
 	if got.ResourceVersion != theirs.ResourceVersion || len(got.OwnerReferences) != 0 {
 		t.Errorf("the existing Job was changed: resourceVersion %s -> %s, owners %v", theirs.ResourceVersion, got.ResourceVersion, got.OwnerReferences)
+	}
+}
+
+// A ClusterTokenIssuer whose client secret reference names a job's stored chain (in the
+// operator's namespace, where ClusterTokenIssuer Secrets live) never makes the operator
+// send that refresh token anywhere: the issuer is not Ready, and a job using it waits.
+func TestClusterIssuerCannotReadAChain(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
+	h.startManager(managerOptions{})
+	victim := h.runningJob("victim", jobtokenv1alpha1.GrantPassword)
+	vs, err := h.vaultSecret(victim)
+	h.must(err)
+	refresh := string(vs.Data[vaultKeyRefreshToken])
+	if refresh == "" {
+		t.Fatal("no refresh token in the vault: the test would prove nothing")
+	}
+
+	attacker := newRecordingIssuer(t)
+	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "steal-" + h.ns},
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
+			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: vaultKeyRefreshToken},
+		}},
+	}
+	h.must(env.Client.Create(h.ctx, cti))
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
+	thief := h.importJob("thief", jobtokenv1alpha1.GrantClientCredentials)
+	thief.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+	h.must(env.Client.Create(h.ctx, thief))
+
+	var msg string
+	h.eventually(20*time.Second, "the cluster issuer refusing the chain Secret", func() bool {
+		got := &jobtokenv1alpha1.ClusterTokenIssuer{}
+		if env.Client.Get(h.ctx, client.ObjectKeyFromObject(cti), got) != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, jobtokenv1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionFalse {
+			return false
+		}
+		msg = c.Message
+		return strings.Contains(c.Message, vs.Name)
+	})
+	if !strings.Contains(msg, "stored token chain") {
+		t.Errorf("Ready=False without saying why: %q", msg)
+	}
+	// Give a job on the issuer time to mint, had the issuer been usable.
+	time.Sleep(3 * time.Second)
+	if got := attacker.received([]string{refresh}); len(got) > 0 {
+		t.Fatalf("the attacker's issuer received the victim's refresh token")
+	}
+	if j := h.getJob(thief.Name); j.Status.Phase == jobtokenv1alpha1.PhaseRunning {
+		t.Errorf("a job on the refused issuer runs: phase %s", j.Status.Phase)
+	}
+	if !h.issuer.Active(refresh) {
+		t.Errorf("the victim's chain is no longer active")
 	}
 }

@@ -70,4 +70,7 @@ const (
 	// worker Secret <name>-token or the batch Job <name>) exists and is not controlled by
 	// this ImportJob; the operator never adopts or overwrites it.
 	ReasonNameConflict = "NameConflict"
+	// ReasonSecretNotAllowed (Ready=False on issuers, Reconciling on ImportJobs): a Secret
+	// reference names one of the operator's stored token chains, which is never an input.
+	ReasonSecretNotAllowed = "SecretNotAllowed"
 )
