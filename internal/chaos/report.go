@@ -2,7 +2,8 @@ package chaos
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,7 @@ func (r *Result) Failures() []Failure {
 	}
 	if p := r.Replicas; p != nil {
 		common("replicas", p.Common, true)
-		for _, kind := range sortedKeys(p.RoundsBy) {
+		for _, kind := range slices.Sorted(maps.Keys(p.RoundsBy)) {
 			add(p.FailoversBy[kind] < p.RoundsBy[kind], "replicas: %d of %d %s rounds failed over to the other replica", p.FailoversBy[kind], p.RoundsBy[kind], kind)
 		}
 		add(len(p.RoundsBy) < 3 && r.Options.ReplicaRounds >= 3, "replicas: only %d kinds of disturbance ran, want SIGTERM, SIGKILL and SIGSTOP", len(p.RoundsBy))
@@ -111,13 +112,4 @@ func (r *Result) Markdown(command string) string {
 		common("replicas", p.Common, true)
 	}
 	return b.String()
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
