@@ -393,6 +393,9 @@ func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) e
 	if ok, msg := ref.ready(); !ok {
 		return waiting(jobtokenv1alpha1.ReasonIssuerNotReady, fmt.Sprintf("%s is not ready: %s", ref.Name, msg), 0)
 	}
+	if err := r.checkClusterIssuerAllows(ctx, s.job, ref); err != nil {
+		return err
+	}
 	if s.job.Spec.Credentials.Grant != jobtokenv1alpha1.GrantPassword && ref.Spec.FOLIO != nil {
 		return terminal(jobtokenv1alpha1.ReasonInvalidSpec,
 			fmt.Sprintf("spec.credentials.grant: %s issuers support the Password grant only, not %s", ref.Name, s.job.Spec.Credentials.Grant))
@@ -402,6 +405,28 @@ func (r *ImportJobReconciler) stepResolveIssuer(ctx context.Context, s *scope) e
 		return err
 	}
 	s.issuer, s.client = ref, cl
+	return nil
+}
+
+// checkClusterIssuerAllows refuses a job that a ClusterTokenIssuer does not allow, before
+// any of its input reaches the issuer. It runs on every pass, so a job is stopped at its
+// next rotation once its namespace, grant or scopes stop being allowed; the chain it
+// holds is still revoked at the end.
+func (r *ImportJobReconciler) checkClusterIssuerAllows(ctx context.Context, job *jobtokenv1alpha1.ImportJob, ref *issuerRef) error {
+	if ref.Allowed == nil {
+		return nil
+	}
+	var nsLabels map[string]string
+	if ref.Allowed.NamespaceSelector != nil && !slices.Contains(ref.Allowed.Namespaces, job.Namespace) {
+		ns := &corev1.Namespace{}
+		if err := r.Get(ctx, client.ObjectKey{Name: job.Namespace}, ns); err != nil {
+			return fmt.Errorf("read namespace %s for %s's namespaceSelector: %w", job.Namespace, ref.Name, err)
+		}
+		nsLabels = ns.Labels
+	}
+	if msg := clusterIssuerRefusal(ref.Name, ref.Allowed, ref.Spec, job.Namespace, nsLabels, job.Spec.Credentials); msg != "" {
+		return terminal(jobtokenv1alpha1.ReasonIssuerNotAllowed, msg)
+	}
 	return nil
 }
 

@@ -920,7 +920,10 @@ func TestFOLIOIssuer(t *testing.T) {
 	h.startManager(managerOptions{})
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "folio-" + h.ns},
-		Spec:       jobtokenv1alpha1.TokenIssuerSpec{FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
+		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
+			Allowed:         allowNamespace(h.ns, jobtokenv1alpha1.GrantPassword),
+		},
 	}
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })

@@ -35,6 +35,9 @@ type issuerRef struct {
 	SecretNamespace string
 	Generation      int64
 	UID             types.UID
+	// Allowed is a ClusterTokenIssuer's limits; nil for a TokenIssuer, which serves its
+	// own namespace only.
+	Allowed *jobtokenv1alpha1.ClusterIssuerAllowed
 }
 
 // getIssuer reads the issuer an ImportJob names. A missing issuer is reported with a
@@ -47,8 +50,8 @@ func getIssuer(ctx context.Context, c client.Reader, job *jobtokenv1alpha1.Impor
 		if err := c.Get(ctx, client.ObjectKey{Name: ref.Name}, obj); err != nil {
 			return nil, err
 		}
-		return &issuerRef{Name: "ClusterTokenIssuer/" + obj.Name, Spec: obj.Spec, Status: obj.Status,
-			SecretNamespace: vaultNamespace, Generation: obj.Generation, UID: obj.UID}, nil
+		return &issuerRef{Name: "ClusterTokenIssuer/" + obj.Name, Spec: obj.Spec.TokenIssuerSpec, Status: obj.Status,
+			SecretNamespace: vaultNamespace, Generation: obj.Generation, UID: obj.UID, Allowed: &obj.Spec.Allowed}, nil
 	default:
 		obj := &jobtokenv1alpha1.TokenIssuer{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: ref.Name}, obj); err != nil {

@@ -267,10 +267,13 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	attacker := newRecordingIssuer(t)
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "steal-" + h.ns},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-			IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
-			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: vaultKeyRefreshToken},
-		}},
+		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+				IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
+				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: vaultKeyRefreshToken},
+			}},
+			Allowed: allowNamespace(h.ns, jobtokenv1alpha1.GrantClientCredentials),
+		},
 	}
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
@@ -304,5 +307,101 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	}
 	if !h.issuer.Active(refresh) {
 		t.Errorf("the victim's chain is no longer active")
+	}
+}
+
+// allowNamespace lets one namespace use a ClusterTokenIssuer with the given grants.
+func allowNamespace(ns string, grants ...jobtokenv1alpha1.GrantType) jobtokenv1alpha1.ClusterIssuerAllowed {
+	return jobtokenv1alpha1.ClusterIssuerAllowed{Namespaces: []string{ns}, Grants: grants}
+}
+
+// A ClusterTokenIssuer serves only the namespaces, grants and scopes its owner allowed:
+// a job outside them stalls with IssuerNotAllowed and nothing of it reaches the issuer,
+// while an allowed job on the same issuer runs.
+func TestClusterIssuerServesOnlyWhatItAllows(t *testing.T) {
+	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
+	clientRef := "cti-client-" + h.ns
+	h.must(env.Client.Create(h.ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: vaultNamespace, Name: clientRef},
+		Data:       map[string][]byte{"client-secret": []byte(clientSecret)},
+	}))
+	t.Cleanup(func() {
+		_ = env.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: vaultNamespace, Name: clientRef}})
+	})
+	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared-" + h.ns},
+		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+				IssuerURL: h.issuer.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: clientRef},
+				Scopes:          []string{"import"},
+			}},
+			Allowed: allowNamespace(h.ns, jobtokenv1alpha1.GrantPassword),
+		},
+	}
+	h.must(env.Client.Create(h.ctx, cti))
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
+	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "other-"}}
+	h.must(env.Client.Create(h.ctx, other))
+	h.must(env.Client.Create(h.ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: other.Name, Name: "user"},
+		Data:       map[string][]byte{"username": []byte(userName), "password": []byte(userPassword)},
+	}))
+	h.startManager(managerOptions{})
+
+	onShared := func(job *jobtokenv1alpha1.ImportJob) *jobtokenv1alpha1.ImportJob {
+		job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+		return job
+	}
+	allowed := onShared(h.importJob("allowed", jobtokenv1alpha1.GrantPassword))
+	allowed.Spec.Credentials.Scopes = []string{"import"}
+	h.must(env.Client.Create(h.ctx, allowed))
+	h.eventually(30*time.Second, "the allowed job running", func() bool {
+		return h.getJob(allowed.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning
+	})
+	before := h.issuer.Counters()
+
+	otherNamespace := onShared(h.importJob("other-namespace", jobtokenv1alpha1.GrantPassword))
+	otherNamespace.Namespace = other.Name
+	wrongGrant := onShared(h.importJob("wrong-grant", jobtokenv1alpha1.GrantClientCredentials))
+	moreScopes := onShared(h.importJob("more-scopes", jobtokenv1alpha1.GrantPassword))
+	moreScopes.Spec.Credentials.Scopes = []string{"import", "admin"}
+	moreAudience := onShared(h.importJob("more-audience", jobtokenv1alpha1.GrantPassword))
+	moreAudience.Spec.Credentials.Audience = []string{"billing"}
+	refused := []struct {
+		job  *jobtokenv1alpha1.ImportJob
+		want []string
+	}{
+		{otherNamespace, []string{"namespace " + other.Name}},
+		{wrongGrant, []string{"grant ClientCredentials"}},
+		{moreScopes, []string{"spec.credentials.scopes", "admin"}},
+		{moreAudience, []string{"spec.credentials.audience", "billing"}},
+	}
+	for _, r := range refused {
+		h.must(env.Client.Create(h.ctx, r.job))
+	}
+	for _, r := range refused {
+		got := &jobtokenv1alpha1.ImportJob{}
+		h.eventually(20*time.Second, r.job.Name+" stalled", func() bool {
+			return env.Client.Get(h.ctx, client.ObjectKeyFromObject(r.job), got) == nil &&
+				stalledWith(got, jobtokenv1alpha1.ReasonIssuerNotAllowed) != nil
+		})
+		msg := stalledWith(got, jobtokenv1alpha1.ReasonIssuerNotAllowed).Message
+		for _, w := range append(r.want, cti.Name) {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: the Stalled message does not name %q: %s", r.job.Name, w, msg)
+			}
+		}
+		if got.Status.Phase == jobtokenv1alpha1.PhaseRunning {
+			t.Errorf("%s runs although its issuer does not allow it", r.job.Name)
+		}
+	}
+	if n := tokenRequestCount(h.issuer.Counters()) - tokenRequestCount(before); n != 0 {
+		t.Errorf("the issuer received %d token requests for jobs it does not allow", n)
+	}
+	for _, r := range refused {
+		if err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: r.job.Namespace, Name: r.job.Name}, &batchv1.Job{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: a batch Job exists (or could not be checked: %v) for a job its issuer does not allow", r.job.Name, err)
+		}
 	}
 }

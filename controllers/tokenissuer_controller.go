@@ -85,7 +85,7 @@ func (r *TokenIssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	)
 	if r.Cluster {
 		o := &jobtokenv1alpha1.ClusterTokenIssuer{}
-		obj, spec, status, secretNamespace = o, &o.Spec, &o.Status, r.VaultNamespace
+		obj, spec, status, secretNamespace = o, &o.Spec.TokenIssuerSpec, &o.Status, r.VaultNamespace
 	} else {
 		o := &jobtokenv1alpha1.TokenIssuer{}
 		obj, spec, status, secretNamespace = o, &o.Spec, &o.Status, req.Namespace

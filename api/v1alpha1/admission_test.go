@@ -119,6 +119,20 @@ spec:
     clientSecretRef: {name: s}
 `
 
+const validClusterIssuer = `
+apiVersion: jobtoken.dev/v1alpha1
+kind: ClusterTokenIssuer
+metadata: {name: idp}
+spec:
+  oauth2:
+    issuerURL: https://idp.example.com
+    clientID: jobs
+    clientSecretRef: {name: s}
+  allowed:
+    namespaces: [imports]
+    grants: [ClientCredentials]
+`
+
 // set applies dotted-path edits to a copy of a valid object; a nil value removes the field.
 func set(t *testing.T, base string, edits map[string]any) *unstructured.Unstructured {
 	t.Helper()
@@ -157,7 +171,11 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 		{"client secret auth without secret", validIssuer, map[string]any{"spec.oauth2.clientSecretRef": nil}, []string{"clientSecretRef"}},
 		{"negative default lifetime", validIssuer, map[string]any{"spec.oauth2.defaultTokenLifetime": "-5m"}, []string{"defaultTokenLifetime"}},
 		{"folio without tenant", validIssuer, map[string]any{"spec.oauth2": nil, "spec.folio": map[string]any{"url": "https://folio"}}, []string{"spec.folio.tenant"}},
-		{"cluster issuer with both", strings.Replace(validIssuer, "kind: TokenIssuer", "kind: ClusterTokenIssuer", 1), map[string]any{"spec.folio": map[string]any{"url": "https://f", "tenant": "t"}}, []string{"oauth2 or folio"}},
+		{"cluster issuer with both", validClusterIssuer, map[string]any{"spec.folio": map[string]any{"url": "https://f", "tenant": "t"}}, []string{"oauth2 or folio"}},
+		{"cluster issuer open by omission", validClusterIssuer, map[string]any{"spec.allowed": nil}, []string{"spec.allowed"}},
+		{"cluster issuer without namespaces", validClusterIssuer, map[string]any{"spec.allowed.namespaces": nil}, []string{"spec.allowed", "namespaces or namespaceSelector"}},
+		{"cluster issuer without grants", validClusterIssuer, map[string]any{"spec.allowed.grants": []any{}}, []string{"spec.allowed.grants"}},
+		{"cluster issuer with unknown grant", validClusterIssuer, map[string]any{"spec.allowed.grants": []any{"Implicit"}}, []string{"spec.allowed.grants"}},
 		{"unknown issuerRef kind", validJob, map[string]any{"spec.issuerRef.kind": "Issuer"}, []string{"spec.issuerRef.kind"}},
 		{"missing issuerRef name", validJob, map[string]any{"spec.issuerRef.name": nil}, []string{"spec.issuerRef.name"}},
 		{"unknown grant", validJob, map[string]any{"spec.credentials.grant": "Implicit"}, []string{"spec.credentials.grant"}},
@@ -197,9 +215,13 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 		})
 	}
 	// The valid bases themselves are accepted, so each refusal above is due to its edit.
-	for _, base := range []string{validJob, validIssuer} {
+	for _, base := range []string{validJob, validIssuer, validClusterIssuer} {
 		obj := fromYAML(t, base)
-		obj.SetNamespace(ns)
+		if obj.GetKind() != "ClusterTokenIssuer" {
+			obj.SetNamespace(ns)
+		} else {
+			obj.SetName("valid-" + ns)
+		}
 		if err := env.Client.Create(context.Background(), obj); err != nil {
 			t.Fatalf("valid base refused: %v", err)
 		}

@@ -70,6 +70,10 @@ const (
 	// worker Secret <name>-token or the batch Job <name>) exists and is not controlled by
 	// this ImportJob; the operator never adopts or overwrites it.
 	ReasonNameConflict = "NameConflict"
+	// ReasonIssuerNotAllowed (Stalled): the ClusterTokenIssuer the ImportJob names does not
+	// allow its namespace or grant, or the job asks for scopes or audiences beyond the
+	// issuer's ceiling; nothing is sent to the issuer.
+	ReasonIssuerNotAllowed = "IssuerNotAllowed"
 	// ReasonSecretNotAllowed (Ready=False on issuers, Reconciling on ImportJobs): a Secret
 	// reference names one of the operator's stored token chains, which is never an input.
 	ReasonSecretNotAllowed = "SecretNotAllowed"

@@ -206,8 +206,56 @@ type TokenIssuerList struct {
 	Items           []TokenIssuer `json:"items"`
 }
 
-// ClusterTokenIssuer says how to reach one identity provider, for ImportJobs of every
-// namespace. Its Secrets are read from the operator's namespace.
+// ClusterTokenIssuerSpec says how to reach one identity provider and who may use it.
+type ClusterTokenIssuerSpec struct {
+	TokenIssuerSpec `json:",inline"`
+	// allowed says which namespaces may use the issuer and how. It is required: a
+	// cluster issuer is never open to every namespace unless it says so
+	// (namespaceSelector: {}).
+	// +required
+	Allowed ClusterIssuerAllowed `json:"allowed"`
+}
+
+// ClusterIssuerAllowed limits who may use a ClusterTokenIssuer and what they may ask
+// for. A namespace may use it when it is listed in namespaces or matched by
+// namespaceSelector. Jobs that break a limit are refused (Stalled, reason
+// IssuerNotAllowed) before any request reaches the issuer.
+// +kubebuilder:validation:XValidation:rule="has(self.namespaces) || has(self.namespaceSelector)",message="allowed needs namespaces or namespaceSelector (namespaceSelector: {} allows every namespace)"
+type ClusterIssuerAllowed struct {
+	// namespaces that may use the issuer, by name.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces,omitempty"`
+	// namespaceSelector selects, by label, further namespaces that may use the issuer;
+	// the empty selector ({}) selects every namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	// grants jobs may use with the issuer.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=4
+	Grants []GrantType `json:"grants"`
+	// scopes is the most a job may ask for: every scope a job requests must be listed.
+	// Empty means the issuer's default scopes (spec.oauth2.scopes) are the ceiling.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
+	Scopes []string `json:"scopes,omitempty"`
+	// audience is the most a job may ask for: every audience a job requests must be
+	// listed. Empty means the issuer's default audience (spec.oauth2.audience) is the ceiling.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=512
+	Audience []string `json:"audience,omitempty"`
+}
+
+// ClusterTokenIssuer says how to reach one identity provider, for ImportJobs of the
+// namespaces it allows. Its Secrets are read from the operator's namespace.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=cti,categories=jobtoken
@@ -218,9 +266,9 @@ type ClusterTokenIssuer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// spec says how to reach the identity provider.
+	// spec says how to reach the identity provider and who may use it.
 	// +required
-	Spec TokenIssuerSpec `json:"spec"`
+	Spec ClusterTokenIssuerSpec `json:"spec"`
 	// status is the observed state.
 	// +optional
 	Status TokenIssuerStatus `json:"status,omitempty"`

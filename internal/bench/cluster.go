@@ -219,6 +219,10 @@ type Fixture struct {
 	IssuerName string
 }
 
+// benchNamespaceLabel marks the job namespaces of one run; the run's ClusterTokenIssuer
+// allows exactly those.
+const benchNamespaceLabel = "bench.jobtoken.dev/run"
+
 // SetupFixture creates the vault namespace (with the issuer's client secret), the job
 // namespaces (each with the system user's Secret) and a ClusterTokenIssuer for issuerURL.
 func SetupFixture(ctx context.Context, c client.Client, prefix string, namespaces int, issuerURL string) (*Fixture, error) {
@@ -232,16 +236,22 @@ func SetupFixture(ctx context.Context, c client.Client, prefix string, namespace
 		ns := fmt.Sprintf("%s-%d", prefix, i)
 		f.Namespaces = append(f.Namespaces, ns)
 		objs = append(objs,
-			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{benchNamespaceLabel: prefix}}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: userSecret},
 				Data: map[string][]byte{"username": []byte(UserName), "password": []byte(UserPassword)}})
 	}
 	objs = append(objs, &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.IssuerName},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-			IssuerURL: issuerURL, ClientID: ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
-		}},
+		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+				IssuerURL: issuerURL, ClientID: ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
+			}},
+			Allowed: jobtokenv1alpha1.ClusterIssuerAllowed{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{benchNamespaceLabel: prefix}},
+				Grants:            []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantPassword},
+			},
+		},
 	})
 	for _, o := range objs {
 		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -352,10 +352,15 @@ func setupCluster(ctx context.Context, cl client.Client, issuerURL string, o Opt
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "import-system-user"},
 			Data: map[string][]byte{"username": []byte(systemUser), "password": []byte(systemPass)}},
 		&jobtokenv1alpha1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: "dev"},
-			Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-				IssuerURL: issuerURL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "import-jobs-client"},
-			}}},
+			Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
+				TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+					IssuerURL: issuerURL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
+					ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "import-jobs-client"},
+				}},
+				Allowed: jobtokenv1alpha1.ClusterIssuerAllowed{
+					Namespaces: []string{namespace}, Grants: []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantPassword},
+				},
+			}},
 	}
 	for _, obj := range objs {
 		if err := cl.Create(ctx, obj); err != nil {
