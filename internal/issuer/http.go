@@ -3,12 +3,15 @@ package issuer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -189,21 +192,96 @@ type scrubber []string
 // UUIDs (36 characters) stay readable.
 var tokenLike = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-.]*|[A-Za-z0-9_\-.~+=%]{40,}`)
 
+// basicCredentials matches an HTTP Basic credential (RFC 7617) wherever it is quoted:
+// the base64 of "id:secret" would otherwise survive every other rule when it is short
+// or contains "/" (not in tokenLike's alphabet).
+var basicCredentials = regexp.MustCompile(`(?i)\bbasic\s+[A-Za-z0-9+/=_\-]+`)
+
 // scrub replaces each secret (raw, and in the encodings a server may echo) and anything
 // token-like with a placeholder.
 func (s scrubber) scrub(v string) string {
 	for _, sec := range s {
-		if len(sec) < 4 {
-			// Too short to redact without mangling the message; short values are not tokens.
+		if sec == "" {
 			continue
 		}
-		for _, form := range []string{sec, url.QueryEscape(sec), url.PathEscape(sec), strconv.Quote(sec)[1 : len(strconv.Quote(sec))-1]} {
-			if form != "" {
+		for _, form := range secretForms(sec) {
+			if len(sec) < minFreeSecret {
+				v = replaceDelimited(v, form)
+			} else {
 				v = strings.ReplaceAll(v, form, redacted)
 			}
 		}
 	}
+	v = basicCredentials.ReplaceAllString(v, "Basic "+redacted)
 	return tokenLike.ReplaceAllString(v, redacted)
+}
+
+// minFreeSecret is the length from which a secret is replaced wherever it occurs.
+// Shorter ones (a 3-character password) are replaced where they stand alone, between
+// characters that cannot be part of a word or token: replacing every "ab" inside other
+// words would make messages unreadable and say nothing about the secret.
+const minFreeSecret = 4
+
+// secretForms are the spellings of sec a server may echo: raw, form- and path-escaped,
+// Go- and JSON-quoted (with and without HTML escaping, and with "\/" as some JSON
+// encoders write it), and base64 (standard and URL alphabets, padded and not).
+func secretForms(sec string) []string {
+	forms := []string{sec, url.QueryEscape(sec), url.PathEscape(sec)}
+	q := strconv.Quote(sec)
+	forms = append(forms, q[1:len(q)-1])
+	var jsonHTML, jsonPlain bytes.Buffer
+	_ = json.NewEncoder(&jsonHTML).Encode(sec)
+	enc := json.NewEncoder(&jsonPlain)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(sec)
+	for _, b := range []bytes.Buffer{jsonHTML, jsonPlain} {
+		j := strings.TrimSpace(b.String())
+		j = j[1 : len(j)-1]
+		forms = append(forms, j, strings.ReplaceAll(j, "/", `\/`))
+	}
+	if len(sec) >= minFreeSecret {
+		for _, e := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			forms = append(forms, e.EncodeToString([]byte(sec)))
+		}
+	}
+	out := forms[:0]
+	seen := map[string]bool{}
+	// Longest first, so that a form containing another is replaced whole.
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range forms {
+		if f != "" && !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// replaceDelimited replaces the occurrences of form in v that are not inside a word or
+// token (the characters around them are not letters, digits or token punctuation).
+func replaceDelimited(v, form string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(v, form)
+		if i < 0 {
+			b.WriteString(v)
+			return b.String()
+		}
+		end := i + len(form)
+		before, _ := utf8.DecodeLastRuneInString(v[:i])
+		after, _ := utf8.DecodeRuneInString(v[end:])
+		b.WriteString(v[:i])
+		if (i == 0 || !wordRune(before)) && (end == len(v) || !wordRune(after)) {
+			b.WriteString(redacted)
+		} else {
+			b.WriteString(form)
+		}
+		v = v[end:]
+	}
+}
+
+func wordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-'
 }
 
 // text scrubs v and makes it a short single line.

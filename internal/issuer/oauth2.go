@@ -426,8 +426,9 @@ func (o *OAuth2) authedCall(op, endpoint string, form url.Values, secrets []stri
 	case ClientAuthSecretBasic:
 		// RFC 6749 §2.3.1: id and secret are form-url-encoded before Basic encoding.
 		cred := url.QueryEscape(o.cfg.ClientID) + ":" + url.QueryEscape(o.cfg.ClientSecret)
-		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
-		secrets = append(secrets, o.cfg.ClientSecret)
+		basic := base64.StdEncoding.EncodeToString([]byte(cred))
+		h.Set("Authorization", "Basic "+basic)
+		secrets = append(secrets, o.cfg.ClientSecret, basic)
 	case ClientAuthSecretPost:
 		form.Set("client_id", o.cfg.ClientID)
 		form.Set("client_secret", o.cfg.ClientSecret)

@@ -2,6 +2,8 @@ package issuer
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -197,12 +199,54 @@ func TestNoTokenBytesInErrors(t *testing.T) {
 
 func TestScrubber(t *testing.T) {
 	sc := scrubber{"abc", "s3cret value"}
-	got := sc.text("x abc s3cret value s3cret+value s3cret%20value eyJhbGciOi.eyJzdWIi.sig\n"+strings.Repeat("A", 45)+" 123e4567-e89b-12d3-a456-426614174000", 1000)
-	want := "x abc [redacted] [redacted] [redacted] [redacted] [redacted] 123e4567-e89b-12d3-a456-426614174000"
+	got := sc.text("x abcd s3cret value s3cret+value s3cret%20value eyJhbGciOi.eyJzdWIi.sig\n"+strings.Repeat("A", 45)+" 123e4567-e89b-12d3-a456-426614174000", 1000)
+	want := "x abcd [redacted] [redacted] [redacted] [redacted] [redacted] 123e4567-e89b-12d3-a456-426614174000"
 	if got != want {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 	if got := sc.text(strings.Repeat("é ", 400), 10); got != strings.Repeat("é ", 5)+"..." {
 		t.Fatalf("truncation: %q", got)
+	}
+}
+
+// TestScrubberForms lists the spellings of a secret a server may echo back, for secrets
+// of every length, and the text around them that must survive.
+func TestScrubberForms(t *testing.T) {
+	basic := func(id, secret string) string {
+		return base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id) + ":" + url.QueryEscape(secret)))
+	}
+	jsonQuote := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	for _, tc := range []struct {
+		name    string
+		secrets []string
+		in      string
+		// gone must not appear in the output; kept must.
+		gone, kept []string
+	}{
+		{"one-character password alone", []string{"x"}, `invalid password x for user bob`, []string{" x "}, []string{"invalid password", "bob"}},
+		{"one-character password in a form echo", []string{"x"}, `grant_type=password&username=bob&password=x`, []string{"password=x"}, []string{"username=bob"}},
+		{"three-character secret quoted", []string{"p@s"}, `{"error":"invalid_client","error_description":"secret \"p@s\" is wrong"}`, []string{"p@s"}, []string{"invalid_client"}},
+		{"short secret inside a word stays readable", []string{"in"}, `invalid_grant: login failed`, nil, []string{"invalid_grant: login failed"}},
+		{"JSON escaped HTML characters", []string{"a<b>&c'd"}, `description: ` + jsonQuote("a<b>&c'd"), []string{`\u003cb\u003e\u0026c'd`, "a<b>&c'd"}, []string{"description:"}},
+		{"JSON escaped control and unicode", []string{"p\u00e4ss\tw\"o\\rd"}, `got ` + jsonQuote("p\u00e4ss\tw\"o\\rd"), []string{`\t`, `w\"o`}, []string{"got"}},
+		{"JSON escaped slash", []string{"a/b/c/d"}, `{"e":"a\/b\/c\/d"}`, []string{`a\/b`}, []string{`{"e":"`}},
+		{"base64 of the secret", []string{"hunter2!"}, `echo: ` + base64.StdEncoding.EncodeToString([]byte("hunter2!")), []string{base64.StdEncoding.EncodeToString([]byte("hunter2!"))}, []string{"echo:"}},
+		{"Basic header of a short secret", []string{"s3"}, `Authorization: Basic ` + basic("job-client", "s3"), []string{basic("job-client", "s3")}, []string{"Authorization: Basic"}},
+		{"Basic header with slash in base64", nil, `header was basic ` + basic("c??", "??>"), []string{basic("c??", "??>")}, []string{"header was"}},
+		{"Basic credential alone", []string{basic("job-client", "s3")}, `unknown credential ` + basic("job-client", "s3") + ` refused`, []string{basic("job-client", "s3")}, []string{"unknown credential", "refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := scrubber(tc.secrets).text(tc.in, 1000)
+			for _, g := range tc.gone {
+				if strings.Contains(got, g) {
+					t.Errorf("%q survived in %q", g, got)
+				}
+			}
+			for _, k := range tc.kept {
+				if !strings.Contains(got, k) {
+					t.Errorf("%q was lost from %q", k, got)
+				}
+			}
+		})
 	}
 }
