@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -39,7 +40,13 @@ const (
 	revocationBudget = 6 * time.Second
 )
 
-var env *testenv.Env
+var (
+	env *testenv.Env
+	// shipped is config/default as installed: the manager's ServiceAccount and RBAC, the
+	// people roles and the admission policies. Every manager of these tests acts as that
+	// ServiceAccount, so a missing or excess rule shows.
+	shipped *testenv.Shipped
+)
 
 // globalLogs receives what is logged through controller-runtime's global logger (the
 // orphan sweep and other runnables log through it, not through the manager's logger);
@@ -50,7 +57,14 @@ func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(globalLogs), zap.UseDevMode(true)))
 	testenv.RunTests(m, func(e *testenv.Env) error {
 		env = e
-		return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}})
+		var err error
+		if shipped, err = env.InstallShipped(context.Background()); err != nil {
+			return err
+		}
+		if shipped.Namespace != vaultNamespace {
+			return fmt.Errorf("config/default installs the operator in %s, the tests expect %s", shipped.Namespace, vaultNamespace)
+		}
+		return nil
 	})
 }
 
@@ -168,7 +182,7 @@ func (h *harness) startManager(opts managerOptions) *runningManager {
 	if opts.name != "" {
 		logger = logger.WithValues("manager", opts.name)
 	}
-	mgr, err := manager.New(env.Config, manager.Options{
+	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
 		VaultNamespace:     vaultNamespace,
 		LeaderElection:     opts.leaderElection,
 		LeaseDuration:      4 * time.Second,

@@ -1,13 +1,9 @@
 package v1alpha1_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,10 +15,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/jobtoken/jobtoken/internal/testenv"
@@ -36,73 +30,12 @@ var (
 	policyErr  error
 )
 
-var (
-	kubeconfigOnce sync.Once
-	kubeconfig     []byte
-	kubeconfigErr  error
-)
-
-// adminKubeconfig returns a kubeconfig of a cluster admin for the envtest kubectl.
-func adminKubeconfig() ([]byte, error) {
-	kubeconfigOnce.Do(func() {
-		user, err := env.AddUser(envtest.User{Name: "policy-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			kubeconfigErr = err
-			return
-		}
-		kubeconfig, kubeconfigErr = user.KubeConfig()
-	})
-	return kubeconfig, kubeconfigErr
-}
-
-// policyKubectl runs the envtest kubectl as a cluster admin in the repository root.
-func policyKubectl(t *testing.T, stdin []byte, args ...string) (string, error) {
-	t.Helper()
-	kc, err := adminKubeconfig()
-	if err != nil {
-		return "", err
-	}
-	kcPath := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
-		return "", err
-	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, env.KubectlPath, append([]string{"--kubeconfig", kcPath}, args...)...)
-	cmd.Dir = root
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
-
 // rendered decodes the objects a kustomization renders.
 func rendered(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	out, err := policyKubectl(t, nil, "kustomize", dir)
+	objs, err := env.Render(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("decode %s: %v", dir, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
 	}
 	return objs
 }
@@ -120,7 +53,7 @@ func installPolicy(t *testing.T) {
 
 func doInstallPolicy(t *testing.T) error {
 	t.Helper()
-	if out, err := policyKubectl(t, nil, "apply", "--server-side", "--force-conflicts", "-k", "config/install"); err != nil {
+	if out, err := env.Kubectl(context.Background(), nil, "apply", "--server-side", "--force-conflicts", "-k", "config/install"); err != nil {
 		return err
 	} else if got := strings.Count(out, "validatingadmissionpolic"); got != 4 {
 		return fmt.Errorf("kubectl apply -k config/install applied %d policy objects, want 4:\n%s", got, out)
@@ -530,7 +463,7 @@ func TestPolicyShippedByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := policyKubectl(t, data, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	out, err := env.Kubectl(context.Background(), data, "apply", "--server-side", "--force-conflicts", "-f", "-")
 	if err != nil {
 		t.Fatal(err)
 	}
