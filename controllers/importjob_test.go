@@ -843,9 +843,15 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 // answer's access and refresh tokens (empty when refused).
 func tokenRequest(t *testing.T, h *harness, form url.Values) (access, refresh string) {
 	t.Helper()
+	return tokenRequestAs(t, h, clientID, clientSecret, form)
+}
+
+// tokenRequestAs asks the harness issuer for tokens as the given OAuth client.
+func tokenRequestAs(t *testing.T, h *harness, client, secret string, form url.Values) (access, refresh string) {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(clientID, clientSecret)
+	req.SetBasicAuth(client, secret)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

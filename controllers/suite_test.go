@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -114,7 +115,9 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if cfg.AccessTokenTTL == 0 {
 		cfg.AccessTokenTTL = 4 * time.Second
 	}
-	cfg.Clients = map[string]string{clientID: clientSecret}
+	clients := map[string]string{clientID: clientSecret}
+	maps.Copy(clients, cfg.Clients)
+	cfg.Clients = clients
 	cfg.Users = map[string]string{userName: userPassword}
 	cfg.RecordTokens = true
 	srv, err := devissuer.New(cfg)

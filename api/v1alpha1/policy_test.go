@@ -3,19 +3,14 @@ package v1alpha1_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -59,7 +54,7 @@ func doInstallPolicy(t *testing.T) error {
 		return fmt.Errorf("kubectl apply -k config/install applied %d policy objects, want 4:\n%s", got, out)
 	}
 	ns := newNamespace(t)
-	user := tenant(t, ns, "policy-probe", bindings{clusterRoles: []string{"jobtoken-importjob-editor-role", "jobtoken-tokenissuer-editor-role"}})
+	user := tenant(t, ns, "policy-probe", testenv.Grants{ClusterRoles: []string{"jobtoken-importjob-editor-role", "jobtoken-tokenissuer-editor-role"}})
 	job := fromYAML(t, validJob)
 	job.SetNamespace(ns)
 	issuer := fromYAML(t, validIssuer)
@@ -82,13 +77,6 @@ func refusedByPolicy(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "lacks permission")
 }
 
-// bindings are the rights a tenant gets in its namespace: ClusterRoles bound with a
-// RoleBinding, and rules of a Role of its own.
-type bindings struct {
-	clusterRoles []string
-	rules        []rbacv1.PolicyRule
-}
-
 var peopleRolesOnce sync.Once
 
 // installPeopleRoles creates the people ClusterRoles exactly as config/default renders
@@ -109,80 +97,14 @@ func installPeopleRoles(t *testing.T) {
 }
 
 // tenant returns a client that acts as user name, holding only the given rights in ns.
-func tenant(t *testing.T, ns, name string, b bindings) client.Client {
+func tenant(t *testing.T, ns, name string, g testenv.Grants) client.Client {
 	t.Helper()
 	installPeopleRoles(t)
-	ctx := context.Background()
-	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}}
-	for _, cr := range b.clusterRoles {
-		rb := &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: name + "-"},
-			Subjects:   subject,
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr},
-		}
-		if err := env.Client.Create(ctx, rb); err != nil {
-			t.Fatalf("bind %s: %v", cr, err)
-		}
-	}
-	if len(b.rules) > 0 {
-		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Rules: b.rules}
-		if err := env.Client.Create(ctx, role); err != nil {
-			t.Fatalf("create role: %v", err)
-		}
-		rb := &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			Subjects:   subject,
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
-		}
-		if err := env.Client.Create(ctx, rb); err != nil {
-			t.Fatalf("bind role: %v", err)
-		}
-	}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: name, Groups: []string{"system:authenticated"}}
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	c, err := env.Tenant(context.Background(), ns, name, g)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// RBAC is evaluated from the API server's informer cache: wait until the bindings
-	// are visible, so that a refusal below is never a stale-cache artefact.
-	waitAllowed(t, name, ns, b)
 	return c
-}
-
-func waitAllowed(t *testing.T, user, ns string, b bindings) {
-	t.Helper()
-	rules := append([]rbacv1.PolicyRule{}, b.rules...)
-	for _, name := range b.clusterRoles {
-		cr := &rbacv1.ClusterRole{}
-		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, cr); err != nil {
-			t.Fatal(err)
-		}
-		rules = append(rules, cr.Rules...)
-	}
-	for _, r := range rules {
-		attrs := &authorizationv1.ResourceAttributes{Namespace: ns, Group: r.APIGroups[0], Verb: r.Verbs[0], Resource: r.Resources[0]}
-		if resource, sub, ok := strings.Cut(r.Resources[0], "/"); ok {
-			attrs.Resource, attrs.Subresource = resource, sub
-		}
-		if len(r.ResourceNames) > 0 {
-			attrs.Name = r.ResourceNames[0]
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: attrs}}
-			if err := env.Client.Create(context.Background(), sar); err != nil {
-				t.Fatal(err)
-			}
-			if sar.Status.Allowed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not yet allowed %+v after 30s", user, *attrs)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 }
 
 func jobsCreate() rbacv1.PolicyRule {
@@ -195,15 +117,10 @@ func secrets(verbs []string, names ...string) rbacv1.PolicyRule {
 
 func sample(t *testing.T, file, ns string) *unstructured.Unstructured {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
+	obj := &unstructured.Unstructured{}
+	if err := testenv.ReadRepoYAML("config/samples/"+file, &obj.Object); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj := fromYAML(t, string(data))
 	if obj.GetKind() != "ClusterTokenIssuer" {
 		obj.SetNamespace(ns)
 	}
@@ -241,7 +158,7 @@ const (
 func TestPolicyImportJobNeedsJobCreate(t *testing.T) {
 	installPolicy(t)
 	ns := newNamespace(t)
-	user := tenant(t, ns, "no-jobs", bindings{clusterRoles: []string{importJobEditor}})
+	user := tenant(t, ns, "no-jobs", testenv.Grants{ClusterRoles: []string{importJobEditor}})
 	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_clientcredentials.yaml", ns))
 	wantRefused(t, err, "no-jobs", "create batch/jobs in namespace "+ns)
 }
@@ -251,10 +168,10 @@ func TestPolicyImportJobNeedsPasswordSecret(t *testing.T) {
 	ensureClusterIssuerSample(t)
 	ns := newNamespace(t)
 	use := useTemplate(t)
-	user := tenant(t, ns, "no-password-secret", bindings{
-		clusterRoles: []string{importJobEditor, use},
+	user := tenant(t, ns, "no-password-secret", testenv.Grants{
+		ClusterRoles: []string{importJobEditor, use},
 		// get on another Secret does not stand in for the one the grant names.
-		rules: []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, "other")},
+		Rules: []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, "other")},
 	})
 	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns))
 	wantRefused(t, err, "get secrets import-system-user in namespace "+ns)
@@ -268,9 +185,9 @@ func TestPolicyRemoveAfterRedeemNeedsUpdate(t *testing.T) {
 	} {
 		t.Run(tc.secret, func(t *testing.T) {
 			ns := newNamespace(t)
-			user := tenant(t, ns, "read-only-"+tc.secret, bindings{
-				clusterRoles: []string{importJobEditor},
-				rules:        []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, tc.secret)},
+			user := tenant(t, ns, "read-only-"+tc.secret, testenv.Grants{
+				ClusterRoles: []string{importJobEditor},
+				Rules:        []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, tc.secret)},
 			})
 			// removeAfterRedeem defaults to true: the operator would empty the Secret.
 			err := user.Create(context.Background(), sample(t, tc.file, ns))
@@ -294,16 +211,8 @@ func TestPolicyRemoveAfterRedeemNeedsUpdate(t *testing.T) {
 // useTemplate installs the documented use ClusterRole template as shipped.
 func useTemplate(t *testing.T) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "clustertokenissuer_use_role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(data, role); err != nil {
+	if err := testenv.ReadRepoYAML("config/rbac/clustertokenissuer_use_role.yaml", role); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Client.Create(context.Background(), role); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -317,12 +226,12 @@ func TestPolicyClusterTokenIssuerNeedsUse(t *testing.T) {
 	ensureClusterIssuerSample(t)
 	ns := newNamespace(t)
 	rights := []rbacv1.PolicyRule{jobsCreate(), secrets([]string{"get"}, "import-system-user")}
-	without := tenant(t, ns, "no-use", bindings{clusterRoles: []string{importJobEditor}, rules: rights})
+	without := tenant(t, ns, "no-use", testenv.Grants{ClusterRoles: []string{importJobEditor}, Rules: rights})
 	err := without.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns))
 	wantRefused(t, err, "use clustertokenissuers.jobtoken.dev folio-diku in namespace "+ns)
 
 	// The template bound in this namespace grants use of folio-diku here.
-	with := tenant(t, ns, "with-use", bindings{clusterRoles: []string{importJobEditor, useTemplate(t)}, rules: rights})
+	with := tenant(t, ns, "with-use", testenv.Grants{ClusterRoles: []string{importJobEditor, useTemplate(t)}, Rules: rights})
 	if err := with.Create(context.Background(), sample(t, "jobtoken_v1alpha1_importjob_password.yaml", ns)); err != nil {
 		t.Fatalf("tenant with use, jobs create and get on the Secret refused: %v", err)
 	}
@@ -338,7 +247,7 @@ func TestPolicyClusterTokenIssuerNeedsUse(t *testing.T) {
 func TestPolicyTokenIssuerNeedsItsSecrets(t *testing.T) {
 	installPolicy(t)
 	ns := newNamespace(t)
-	user := tenant(t, ns, "issuer-no-secret", bindings{clusterRoles: []string{tokenIssuerEditor}})
+	user := tenant(t, ns, "issuer-no-secret", testenv.Grants{ClusterRoles: []string{tokenIssuerEditor}})
 	err := user.Create(context.Background(), sample(t, "jobtoken_v1alpha1_tokenissuer.yaml", ns))
 	wantRefused(t, err, "get secrets import-jobs-client in namespace "+ns)
 
@@ -369,9 +278,9 @@ func TestPolicyEditorRolesCreateTheSamples(t *testing.T) {
 	installPolicy(t)
 	ensureClusterIssuerSample(t)
 	ns := newNamespace(t)
-	user := tenant(t, ns, "editor", bindings{
-		clusterRoles: []string{importJobEditor, tokenIssuerEditor, useTemplate(t)},
-		rules: []rbacv1.PolicyRule{
+	user := tenant(t, ns, "editor", testenv.Grants{
+		ClusterRoles: []string{importJobEditor, tokenIssuerEditor, useTemplate(t)},
+		Rules: []rbacv1.PolicyRule{
 			jobsCreate(),
 			secrets([]string{"get"}, "import-jobs-client", "import-system-user"),
 			secrets([]string{"get", "update"}, "submitter-token", "submitter-offline-token"),
@@ -402,7 +311,7 @@ func TestPolicyLeavesStatusAndMetadataWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writer := tenant(t, ns, "status-writer", bindings{rules: []rbacv1.PolicyRule{{
+	writer := tenant(t, ns, "status-writer", testenv.Grants{Rules: []rbacv1.PolicyRule{{
 		APIGroups: []string{"jobtoken.dev"},
 		Resources: []string{"importjobs", "importjobs/status", "tokenissuers", "tokenissuers/status"},
 		Verbs:     []string{"get", "update", "patch"},

@@ -271,3 +271,59 @@ func (e *Env) waitPoliciesEnforced(ctx context.Context) error {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// Grants are the rights a tenant holds in its namespace: ClusterRoles bound there with a
+// RoleBinding, and the rules of a Role of its own.
+type Grants struct {
+	ClusterRoles []string
+	Rules        []rbacv1.PolicyRule
+}
+
+// Tenant returns a client that acts as user, holding only grants in ns, once the API
+// server's RBAC cache grants every rule: a refusal a test sees is then never a
+// stale-cache artefact. The ClusterRoles must exist.
+func (e *Env) Tenant(ctx context.Context, ns, user string, g Grants) (client.Client, error) {
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}}
+	rules := slices.Clone(g.Rules)
+	for _, cr := range g.ClusterRoles {
+		role := &rbacv1.ClusterRole{}
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: cr}, role); err != nil {
+			return nil, fmt.Errorf("ClusterRole %s: %w", cr, err)
+		}
+		rules = append(rules, role.Rules...)
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: user + "-"},
+			Subjects:   subject,
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr},
+		}
+		if err := e.Client.Create(ctx, rb); err != nil {
+			return nil, fmt.Errorf("bind %s: %w", cr, err)
+		}
+	}
+	if len(g.Rules) > 0 {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user}, Rules: g.Rules}
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+			Subjects:   subject,
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: user},
+		}
+		for _, o := range []client.Object{role, rb} {
+			if err := e.Client.Create(ctx, o); err != nil {
+				return nil, fmt.Errorf("create %T %s: %w", o, user, err)
+			}
+		}
+	}
+	for _, r := range rules {
+		attrs := authorizationv1.ResourceAttributes{Namespace: ns, Group: r.APIGroups[0], Verb: r.Verbs[0], Resource: r.Resources[0]}
+		if resource, sub, ok := strings.Cut(r.Resources[0], "/"); ok {
+			attrs.Resource, attrs.Subresource = resource, sub
+		}
+		if len(r.ResourceNames) > 0 {
+			attrs.Name = r.ResourceNames[0]
+		}
+		if err := e.WaitAllowed(ctx, user, nil, attrs); err != nil {
+			return nil, err
+		}
+	}
+	return client.New(e.Impersonate(user), client.Options{Scheme: e.Scheme})
+}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/jobtoken/jobtoken/internal/scheme"
 )
@@ -120,4 +121,21 @@ func RunTests(m interface{ Run() int }, setup func(*Env) error) {
 		fmt.Fprintln(os.Stderr, "stop control plane:", err)
 	}
 	os.Exit(code)
+}
+
+// ReadRepoYAML decodes a YAML file of the repository (path relative to its root) into
+// out, so tests use config/ and its samples exactly as shipped.
+func ReadRepoYAML(path string, out any) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(root, path))
+	if err != nil {
+		return err
+	}
+	if err := yaml.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
 }
