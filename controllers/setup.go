@@ -18,11 +18,17 @@ type Config struct {
 	OrphanSweepInterval     time.Duration
 	OrphanGrace             time.Duration
 	MaxConcurrentReconciles int
+	// Issuers bounds the requests to issuers and what is accepted from them; it is used
+	// when IssuerClients is nil; nil means DefaultIssuerOptions.
+	Issuers *IssuerOptions
 }
 
 // SetupAll registers the ImportJob, TokenIssuer and ClusterTokenIssuer controllers and
 // the orphan sweep with the manager.
 func SetupAll(mgr ctrl.Manager, cfg Config) error {
+	if cfg.IssuerClients == nil && cfg.Issuers != nil {
+		cfg.IssuerClients = NewIssuerClientFactory(*cfg.Issuers)
+	}
 	if err := (&ImportJobReconciler{
 		Client: mgr.GetClient(), Clock: cfg.Clock, VaultNamespace: cfg.VaultNamespace, IssuerClients: cfg.IssuerClients,
 		RevocationBudget: cfg.RevocationBudget, MaxRetryBackoff: cfg.MaxRetryBackoff, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,

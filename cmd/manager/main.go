@@ -5,6 +5,7 @@ package main
 import (
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
 
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -15,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/jobtoken/jobtoken/controllers"
+	"github.com/jobtoken/jobtoken/internal/issuer"
 	"github.com/jobtoken/jobtoken/internal/manager"
 )
 
@@ -33,6 +35,7 @@ func main() {
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with Kubernetes authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-cancellation CVEs).")
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
+	issuerOpts := issuerFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -64,7 +67,12 @@ func main() {
 		log.Error(err, "Unable to set up the manager")
 		os.Exit(1)
 	}
-	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: opts.VaultNamespace}); err != nil {
+	issuers, err := issuerOpts()
+	if err != nil {
+		log.Error(err, "Invalid flag")
+		os.Exit(1)
+	}
+	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
 	}
@@ -80,6 +88,29 @@ func main() {
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
+	}
+}
+
+// issuerFlags binds the flags that bound requests to issuers and what is accepted from
+// them; the returned function reads them after parsing.
+func issuerFlags(fs *flag.FlagSet) func() (controllers.IssuerOptions, error) {
+	def := controllers.DefaultIssuerOptions()
+	timeout := fs.Duration("issuer-request-timeout", def.HTTP.Timeout, "Bound on each request to an issuer, from dialing to the end of the answer, so that a hanging issuer cannot hold the workers.")
+	refused := fs.String("issuer-refused-networks", issuer.FormatNetworks(def.HTTP.RefusedNetworks),
+		"Comma-separated address ranges (CIDR) no request to an issuer may reach, checked on the resolved address; the default refuses link-local addresses (cloud metadata). Add the pod and service ranges of internal services to keep issuer URLs from reaching them; empty refuses nothing.")
+	maxToken := fs.Int("max-token-bytes", def.MaxTokenBytes, fmt.Sprintf("Largest access or refresh token accepted from an issuer (at most %d); a larger one fails the request with an error giving its size.", controllers.MaxTokenBytesLimit))
+	return func() (controllers.IssuerOptions, error) {
+		if *timeout <= 0 {
+			return controllers.IssuerOptions{}, fmt.Errorf("--issuer-request-timeout must be positive, not %s", *timeout)
+		}
+		nets, err := issuer.ParseNetworks(*refused)
+		if err != nil {
+			return controllers.IssuerOptions{}, fmt.Errorf("--issuer-refused-networks: %w", err)
+		}
+		if *maxToken < 1024 || *maxToken > controllers.MaxTokenBytesLimit {
+			return controllers.IssuerOptions{}, fmt.Errorf("--max-token-bytes must be between 1024 and %d, not %d", controllers.MaxTokenBytesLimit, *maxToken)
+		}
+		return controllers.IssuerOptions{HTTP: issuer.HTTPOptions{Timeout: *timeout, RefusedNetworks: nets}, MaxTokenBytes: *maxToken}, nil
 	}
 }
 

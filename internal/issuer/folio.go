@@ -24,6 +24,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -44,13 +45,16 @@ type FOLIOConfig struct {
 	BaseURL string
 	// Tenant is sent as X-Okapi-Tenant.
 	Tenant string
-	// HTTPClient sends the requests (default: a client with a 30 s timeout). Redirects
-	// are never followed.
+	// HTTPClient sends the requests (default: NewHTTPClient with its defaults).
+	// Redirects are never followed.
 	HTTPClient *http.Client
 	// Clock stamps responses (default: the real clock).
 	Clock clock.PassiveClock
 	// DefaultTTL is the access-token lifetime assumed when the response tells none.
 	DefaultTTL time.Duration
+	// MaxTokenBytes is the largest access or refresh token accepted (default
+	// DefaultMaxTokenBytes); a larger one makes the request fail.
+	MaxTokenBytes int
 }
 
 // FOLIO is the FOLIO dialect. It is safe for concurrent use.
@@ -172,6 +176,9 @@ func (f *FOLIO) tokenRequest(ctx context.Context, c call, consumed bool) (*Token
 		return nil, f.folioError(c, r)
 	}
 	ts, perr := parseFOLIOResponse(r.header, r.body, r.receivedAt, f.cfg.DefaultTTL)
+	if perr == nil {
+		perr = checkTokenSizes(ts, f.cfg.MaxTokenBytes)
+	}
 	if perr != nil {
 		return nil, protocolError(c, r, consumed, "FOLIO "+c.url[len(f.base):]+" response: "+perr.Error())
 	}
@@ -187,7 +194,7 @@ func (f *FOLIO) tokenRequest(ctx context.Context, c call, consumed bool) (*Token
 // Everything else follows the status (5xx/429 Transient with Retry-After, 504 to a
 // login/refresh OutcomeUnknown, other 4xx Configuration).
 func (f *FOLIO) folioError(c call, r *reply) *Error {
-	code, desc := folioErrorText(r.body)
+	code, desc := folioErrorText(r.body, r.header.Get("Content-Type"))
 	e := f.t.statusError(c, r, code, desc)
 	switch {
 	case r.status == http.StatusUnprocessableEntity && c.op != "revoke":
@@ -199,8 +206,10 @@ func (f *FOLIO) folioError(c call, r *reply) *Error {
 }
 
 // folioErrorText reads an error body: Eureka's {"errors":[{"message","code"}]}, the
-// RAML {"errors":[{"message","code","type"}]} or a plain-text message (Okapi).
-func folioErrorText(body []byte) (code, desc string) {
+// RAML {"errors":[{"message","code","type"}]} or a plain-text message (Okapi). Any other
+// body (HTML, a JSON document of another kind) is not FOLIO's answer and is not quoted:
+// whatever answers at that URL must not have its content shown in conditions.
+func folioErrorText(body []byte, contentType string) (code, desc string) {
 	var eb struct {
 		Errors []struct {
 			Message string `json:"message"`
@@ -218,7 +227,10 @@ func folioErrorText(body []byte) (code, desc string) {
 			return eb.Error, eb.Message
 		}
 	}
-	return "", string(body)
+	if mt, _, _ := mime.ParseMediaType(contentType); mt == "text/plain" {
+		return "", string(body)
+	}
+	return "", ""
 }
 
 // folioExpiry is the body of a login-with-expiry or refresh answer.

@@ -39,8 +39,6 @@ const (
 	maxDescriptionRunes = 300
 	// redacted replaces token bytes in error strings.
 	redacted = "[redacted]"
-	// defaultHTTPTimeout bounds a request when the caller gives no http.Client.
-	defaultHTTPTimeout = 30 * time.Second
 )
 
 // call is one HTTP request to an issuer.
@@ -75,7 +73,7 @@ type transport struct {
 
 func newTransport(hc *http.Client, clk clock.PassiveClock) transport {
 	if hc == nil {
-		hc = &http.Client{Timeout: defaultHTTPTimeout}
+		hc = NewHTTPClient(HTTPOptions{})
 	}
 	// Never follow redirects: a token request redirected elsewhere would carry the
 	// credentials and tokens to a host nobody configured (307/308 resend the body).
@@ -114,16 +112,23 @@ func (t transport) do(ctx context.Context, c call) (*reply, *Error) {
 	resp, err := t.client.Do(req)
 	if err != nil {
 		class := ClassTransient
-		if wrote.Load() && !c.idempotent {
+		var refused *RefusedDestinationError
+		switch {
+		case errors.As(err, &refused):
+			// The same destination is refused until the spec or the name's address changes.
+			class = ClassConfiguration
+		case wrote.Load() && !c.idempotent:
 			class = ClassOutcomeUnknown
 		}
-		return nil, &Error{Class: class, Op: c.op, Err: sc.wrap(err)}
+		return nil, &Error{Class: class, Op: c.op, Err: sc.wrap(transportErrorText(err))}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	receivedAt := t.clock.Now()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if err == nil && len(data) > maxBodyBytes {
 		err = errors.New("response body larger than 1 MiB")
+	} else if err != nil {
+		err = transportErrorText(err)
 	}
 	if err != nil {
 		// The issuer answered but the answer was cut short: it may have acted on the

@@ -92,6 +92,25 @@ func presence(s string) string {
 	return "present"
 }
 
+// DefaultMaxTokenBytes is the largest access or refresh token accepted by default: a
+// few times what Keycloak issues with many roles, small enough that a thousand jobs'
+// tokens stay a few MiB in the manager and the Secrets.
+const DefaultMaxTokenBytes = 8 << 10
+
+// checkTokenSizes refuses a token set whose access or refresh token is longer than max
+// (DefaultMaxTokenBytes when max is 0). The message gives sizes, never bytes.
+func checkTokenSizes(ts *TokenSet, max int) error {
+	if max <= 0 {
+		max = DefaultMaxTokenBytes
+	}
+	for _, tk := range []struct{ name, v string }{{"access token", ts.AccessToken}, {"refresh token", ts.RefreshToken}} {
+		if len(tk.v) > max {
+			return fmt.Errorf("the %s is %d bytes, more than the %d allowed (--max-token-bytes)", tk.name, len(tk.v), max)
+		}
+	}
+	return nil
+}
+
 // Revocation names the tokens to revoke at the end of a job. Empty fields are skipped.
 type Revocation struct {
 	AccessToken  string

@@ -90,11 +90,14 @@ type OAuth2Config struct {
 	// expires_in nor a JWT access token with exp and iat. Zero means such a response
 	// is an error.
 	DefaultTTL time.Duration
-	// HTTPClient sends the requests (default: a client with a 30 s timeout). Redirects
-	// are never followed.
+	// HTTPClient sends the requests (default: NewHTTPClient with its defaults).
+	// Redirects are never followed, except by discovery, which carries no credentials.
 	HTTPClient *http.Client
 	// Clock stamps responses (default: the real clock).
 	Clock clock.PassiveClock
+	// MaxTokenBytes is the largest access or refresh token accepted (default
+	// DefaultMaxTokenBytes); a larger one makes the request fail.
+	MaxTokenBytes int
 }
 
 // Endpoints are an issuer's endpoints, discovered or configured.
@@ -254,10 +257,12 @@ func Discover(ctx context.Context, httpClient *http.Client, issuerURL string) (*
 		candidates = append(candidates, base+wellKnownOAuthAuthzServer)
 	}
 	// Discovery follows redirects (a plain GET carrying nothing secret).
-	hc := httpClient
-	if hc == nil {
-		hc = &http.Client{Timeout: defaultHTTPTimeout}
+	if httpClient == nil {
+		httpClient = NewHTTPClient(HTTPOptions{})
 	}
+	follow := *httpClient
+	follow.CheckRedirect = nil
+	hc := &follow
 	t := transport{client: hc, clock: clock.RealClock{}}
 	var last *Error
 	for _, docURL := range candidates {
@@ -393,6 +398,11 @@ func (o *OAuth2) tokenRequest(ctx context.Context, op string, form url.Values, s
 		return nil, o.oauthError(c, r)
 	}
 	ts, onlyRefresh, perr := parseTokenResponse(r.body, r.header.Get("Content-Type"), r.receivedAt, o.cfg.DefaultTTL)
+	if perr == nil {
+		// Checked before a refresh token that came alone is redeemed: an oversized one is
+		// never sent back.
+		perr = checkTokenSizes(ts, o.cfg.MaxTokenBytes)
+	}
 	if perr == nil && onlyRefresh {
 		// RFC 8693 puts the issued token in "access_token" whatever its type: with
 		// issued_token_type refresh_token and no separate refresh_token, that is a refresh
