@@ -441,13 +441,18 @@ func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vau
 			"the refresh chain was minted by %s but spec.issuerRef now resolves to %s: the chain is never sent to another issuer; "+
 				"create a new ImportJob for the new issuer", recorded, current))
 	}
-	if ok && recorded.UID != "" {
+	if ok && recorded.moved(current) {
+		return terminal(jobtokenv1alpha1.ReasonIssuerChanged, fmt.Sprintf(
+			"the refresh chain was minted at %s but %s now points at %s: the chain is never sent to another server; "+
+				"create a new ImportJob for the new server", recorded.Endpoint, s.issuer.Name, current.Endpoint))
+	}
+	if ok && recorded.UID != "" && recorded.Endpoint != "" {
 		return nil
 	}
 	if !ok {
 		recorded = current
 	}
-	recorded.UID = current.UID
+	recorded.UID, recorded.Endpoint = current.UID, current.Endpoint
 	return r.vault().bind(ctx, v, recorded, s.job.Namespace)
 }
 

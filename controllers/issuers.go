@@ -3,6 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,11 +72,17 @@ type issuerGoneError struct {
 	recorded issuerBinding
 	// now is the object that holds the name today, nil when there is none.
 	now *issuerRef
+	// movedTo is the origin the same issuer object points at now, when its owner
+	// pointed it at another server.
+	movedTo string
 }
 
 func (e *issuerGoneError) Error() string {
 	if e.now == nil {
 		return fmt.Sprintf("the issuer that minted the chain, %s, no longer exists", e.recorded)
+	}
+	if e.movedTo != "" {
+		return fmt.Sprintf("the issuer that minted the chain, %s, now points at %s instead of %s", e.recorded, e.movedTo, e.recorded.Endpoint)
 	}
 	return fmt.Sprintf("the issuer that minted the chain, %s, was replaced by %s (uid %s)", e.recorded, e.now.Name, e.now.UID)
 }
@@ -95,7 +104,34 @@ func getBoundIssuer(ctx context.Context, c client.Reader, b issuerBinding, vault
 	if b.UID != "" && ref.UID != b.UID {
 		return nil, &issuerGoneError{recorded: b, now: ref}
 	}
+	if origin := ref.origin(); b.Endpoint != "" && origin != b.Endpoint {
+		return nil, &issuerGoneError{recorded: b, now: ref, movedTo: origin}
+	}
 	return ref, nil
+}
+
+// origin is the scheme://host:port the issuer's spec points at: the server its client
+// talks to. Endpoints found by discovery are held to it by the issuer client.
+func (i *issuerRef) origin() string {
+	var raw string
+	switch {
+	case i.Spec.FOLIO != nil:
+		raw = i.Spec.FOLIO.URL
+	case i.Spec.OAuth2 != nil && i.Spec.OAuth2.TokenURL != "":
+		raw = i.Spec.OAuth2.TokenURL
+	case i.Spec.OAuth2 != nil:
+		raw = i.Spec.OAuth2.IssuerURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(host, port)
 }
 
 // ready tells whether the issuer controller found the issuer usable, with its message.

@@ -101,71 +101,94 @@ func stalledWith(job *jobtokenv1alpha1.ImportJob, reason string) *metav1.Conditi
 	return c
 }
 
-// A TokenIssuer deleted and re-created under the same name (a new UID) pointing at
-// another server never receives the job's refresh token: not on a requested rotation,
-// not as a revocation when the job is deleted.
-func TestIssuerReplacedGetsNoToken(t *testing.T) {
-	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
-	h.startManager(managerOptions{})
-	job := h.runningJob("bound", jobtokenv1alpha1.GrantPassword)
-	vs, err := h.vaultSecret(job)
-	h.must(err)
-	chain := maps.Clone(vs.Data)
-	if len(chain[vaultKeyRefreshToken]) == 0 {
-		t.Fatal("no refresh token in the vault: the test would prove nothing")
-	}
-
-	first := &jobtokenv1alpha1.TokenIssuer{}
-	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "dev"}, first))
-	h.must(env.Client.Delete(h.ctx, first))
-	h.eventually(10*time.Second, "the first issuer gone", func() bool {
-		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), &jobtokenv1alpha1.TokenIssuer{}))
-	})
-	other := newRecordingIssuer(t)
-	second := &jobtokenv1alpha1.TokenIssuer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-			IssuerURL: other.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
+// The issuer a running job names is swapped for a server of someone else's: deleted and
+// re-created under the same name (a new UID), or pointed at another URL by its owner.
+// That server never receives the job's refresh token: not on a requested rotation, not
+// as a revocation when the job is deleted.
+func TestIssuerSwappedGetsNoToken(t *testing.T) {
+	cases := []struct {
+		name string
+		// swap points the job's issuer at other and returns words the Stalled message
+		// must hold.
+		swap func(h *harness, first *jobtokenv1alpha1.TokenIssuer, other *recordingIssuer) []string
+	}{
+		{"re-created under its name", func(h *harness, first *jobtokenv1alpha1.TokenIssuer, other *recordingIssuer) []string {
+			h.must(env.Client.Delete(h.ctx, first))
+			h.eventually(10*time.Second, "the first issuer gone", func() bool {
+				return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), &jobtokenv1alpha1.TokenIssuer{}))
+			})
+			second := &jobtokenv1alpha1.TokenIssuer{
+				ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
+				Spec:       *first.Spec.DeepCopy(),
+			}
+			second.Spec.OAuth2.IssuerURL = other.srv.URL
+			h.must(env.Client.Create(h.ctx, second))
+			return []string{string(first.UID), string(second.UID)}
+		}},
+		{"pointed at another URL", func(h *harness, first *jobtokenv1alpha1.TokenIssuer, other *recordingIssuer) []string {
+			patch := client.MergeFrom(first.DeepCopy())
+			first.Spec.OAuth2.IssuerURL = other.srv.URL
+			h.must(env.Client.Patch(h.ctx, first, patch))
+			return []string{"points at", strings.TrimPrefix(other.srv.URL, "http://")}
 		}},
 	}
-	h.must(env.Client.Create(h.ctx, second))
-	h.eventually(20*time.Second, "the second issuer ready", func() bool {
-		ti := &jobtokenv1alpha1.TokenIssuer{}
-		return env.Client.Get(h.ctx, client.ObjectKeyFromObject(second), ti) == nil &&
-			meta.IsStatusConditionTrue(ti.Status.Conditions, jobtokenv1alpha1.ConditionReady)
-	})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
+			h.startManager(managerOptions{})
+			job := h.runningJob("bound", jobtokenv1alpha1.GrantPassword)
+			vs, err := h.vaultSecret(job)
+			h.must(err)
+			chain := maps.Clone(vs.Data)
+			if len(chain[vaultKeyRefreshToken]) == 0 {
+				t.Fatal("no refresh token in the vault: the test would prove nothing")
+			}
+			first := &jobtokenv1alpha1.TokenIssuer{}
+			h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "dev"}, first))
+			other := newRecordingIssuer(t)
+			want := tc.swap(h, first, other)
+			h.eventually(20*time.Second, "the swapped issuer ready", func() bool {
+				ti := &jobtokenv1alpha1.TokenIssuer{}
+				return env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), ti) == nil &&
+					ti.Spec.OAuth2.IssuerURL == other.srv.URL &&
+					meta.IsStatusConditionTrue(ti.Status.Conditions, jobtokenv1alpha1.ConditionReady) &&
+					meta.FindStatusCondition(ti.Status.Conditions, jobtokenv1alpha1.ConditionReady).ObservedGeneration == ti.Generation
+			})
 
-	h.requestRotation(job.Name)
-	tokens := h.issuer.Issued().All()
-	h.eventually(20*time.Second, "the job stalled or a token sent to the second issuer", func() bool {
-		return stalledWith(h.getJob(job.Name), "IssuerChanged") != nil || len(other.received(tokens)) > 0
-	})
-	if got := other.received(tokens); len(got) > 0 {
-		t.Fatalf("the second issuer received %d of the job's tokens after a rotation request", len(got))
-	}
-	c := stalledWith(h.getJob(job.Name), "IssuerChanged")
-	if !strings.Contains(c.Message, string(first.UID)) || !strings.Contains(c.Message, string(second.UID)) {
-		t.Errorf("the Stalled message does not name both issuers (UIDs %s and %s): %s", first.UID, second.UID, c.Message)
-	}
-	if !hasEvent(h.events(job.Name), EventStalled) {
-		t.Errorf("no Stalled event: %v", h.events(job.Name))
-	}
-	vs, err = h.vaultSecret(job)
-	h.must(err)
-	if !maps.EqualFunc(chain, vs.Data, bytes.Equal) {
-		t.Errorf("the stored chain changed although the issuer was replaced")
-	}
+			h.requestRotation(job.Name)
+			tokens := h.issuer.Issued().All()
+			h.eventually(20*time.Second, "the job stalled or a token sent to the other server", func() bool {
+				return stalledWith(h.getJob(job.Name), "IssuerChanged") != nil || len(other.received(tokens)) > 0
+			})
+			if got := other.received(tokens); len(got) > 0 {
+				t.Fatalf("the other server received %d of the job's tokens after a rotation request", len(got))
+			}
+			c := stalledWith(h.getJob(job.Name), "IssuerChanged")
+			for _, w := range want {
+				if !strings.Contains(c.Message, w) {
+					t.Errorf("the Stalled message does not name %q: %s", w, c.Message)
+				}
+			}
+			if !hasEvent(h.events(job.Name), EventStalled) {
+				t.Errorf("no Stalled event: %v", h.events(job.Name))
+			}
+			vs, err = h.vaultSecret(job)
+			h.must(err)
+			if !maps.EqualFunc(chain, vs.Data, bytes.Equal) {
+				t.Errorf("the stored chain changed although the issuer was swapped")
+			}
 
-	h.must(env.Client.Delete(h.ctx, job))
-	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
-		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
-	})
-	if got := other.received(h.issuer.Issued().All()); len(got) > 0 {
-		t.Errorf("the second issuer received %d of the job's tokens at deletion", len(got))
-	}
-	if !hasEvent(h.events(job.Name), EventRevocationSkipped) {
-		t.Errorf("no %s event: %v", EventRevocationSkipped, h.events(job.Name))
+			h.must(env.Client.Delete(h.ctx, job))
+			h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+				return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
+			})
+			if got := other.received(h.issuer.Issued().All()); len(got) > 0 {
+				t.Errorf("the other server received %d of the job's tokens at deletion", len(got))
+			}
+			if !hasEvent(h.events(job.Name), EventRevocationSkipped) {
+				t.Errorf("no %s event: %v", EventRevocationSkipped, h.events(job.Name))
+			}
+		})
 	}
 }
 

@@ -44,9 +44,13 @@ const (
 // ("<kind>/<namespace>/<name>"), so an orphaned chain can still be revoked;
 // annotationVaultIssuerUID holds that issuer's UID, so that an issuer deleted and
 // re-created under the same name is told apart from the one that minted the chain.
+// annotationVaultIssuerEndpoint holds the origin (scheme://host:port) the issuer's spec
+// pointed at when the chain was minted, so that an issuer whose owner points it at
+// another server is told apart too.
 const (
-	annotationVaultIssuer    = "jobtoken.dev/issuer"
-	annotationVaultIssuerUID = "jobtoken.dev/issuer-uid"
+	annotationVaultIssuer         = "jobtoken.dev/issuer"
+	annotationVaultIssuerUID      = "jobtoken.dev/issuer-uid"
+	annotationVaultIssuerEndpoint = "jobtoken.dev/issuer-endpoint"
 )
 
 // issuerBinding identifies one issuer object: a refresh chain is only ever sent to the
@@ -57,6 +61,8 @@ type issuerBinding struct {
 	Namespace string
 	Name      string
 	UID       types.UID
+	// Endpoint is the origin the issuer's spec named; empty when not recorded.
+	Endpoint string
 }
 
 func newIssuerBinding(kind jobtokenv1alpha1.IssuerKind, namespace, name string, uid types.UID) issuerBinding {
@@ -71,7 +77,9 @@ func newIssuerBinding(kind jobtokenv1alpha1.IssuerKind, namespace, name string, 
 
 // currentBinding is the issuer the job names now, as resolved to ref.
 func currentBinding(job *jobtokenv1alpha1.ImportJob, ref *issuerRef) issuerBinding {
-	return newIssuerBinding(job.Spec.IssuerRef.Kind, job.Namespace, job.Spec.IssuerRef.Name, ref.UID)
+	b := newIssuerBinding(job.Spec.IssuerRef.Kind, job.Namespace, job.Spec.IssuerRef.Name, ref.UID)
+	b.Endpoint = ref.origin()
+	return b
 }
 
 // recordedBinding reads the issuer a vault Secret records; ok is false for a chain
@@ -81,7 +89,15 @@ func recordedBinding(s *corev1.Secret) (b issuerBinding, ok bool) {
 	if name == "" {
 		return issuerBinding{}, false
 	}
-	return newIssuerBinding(kind, ns, name, types.UID(s.Annotations[annotationVaultIssuerUID])), true
+	b = newIssuerBinding(kind, ns, name, types.UID(s.Annotations[annotationVaultIssuerUID]))
+	b.Endpoint = s.Annotations[annotationVaultIssuerEndpoint]
+	return b, true
+}
+
+// moved tells whether the issuer o, the same object as b, now points at another server
+// than the one b recorded; an unrecorded endpoint matches any.
+func (b issuerBinding) moved(o issuerBinding) bool {
+	return b.Endpoint != "" && o.Endpoint != "" && b.Endpoint != o.Endpoint
 }
 
 // sameObject tells whether b and o name the same issuer; an unrecorded UID on either
@@ -113,6 +129,9 @@ func (b issuerBinding) annotate(s *corev1.Secret, jobNamespace string) {
 	}
 	s.Annotations[annotationVaultIssuer] = string(b.Kind) + "/" + ns + "/" + b.Name
 	s.Annotations[annotationVaultIssuerUID] = string(b.UID)
+	if b.Endpoint != "" {
+		s.Annotations[annotationVaultIssuerEndpoint] = b.Endpoint
+	}
 }
 
 func parseIssuerAnnotation(a string) (jobtokenv1alpha1.IssuerKind, string, string) {
