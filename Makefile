@@ -164,3 +164,42 @@ $(CRD_REF_DOCS):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN)/.tmp-crd-ref-docs go install github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION)
 	mv $(BIN)/.tmp-crd-ref-docs/crd-ref-docs $@ && rmdir $(BIN)/.tmp-crd-ref-docs
+
+##@ Real node
+
+CONTAINERD_VERSION ?= 2.4.2
+RUNC_VERSION ?= 1.3.3
+NODE_BIN := $(BIN)/node/k8s-$(K8S_VERSION)-containerd-$(CONTAINERD_VERSION)-runc-$(RUNC_VERSION)
+IMAGES := $(BIN)/images
+WORKER_IMG ?= jobtoken/example-worker:dev
+IMAGE_TOOL := $(BIN)/image-tool
+
+.PHONY: node-bins
+node-bins: ## Build kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd and runc from the Go module proxy into bin/node (installs the Debian packages the node needs when missing).
+	K8S_VERSION=$(K8S_VERSION) CONTAINERD_VERSION=$(CONTAINERD_VERSION) RUNC_VERSION=$(RUNC_VERSION) ./hack/build-node.sh $(NODE_BIN)
+
+$(IMAGE_TOOL): hack/image/main.go hack/image/go.mod hack/image/go.sum
+	@mkdir -p $(BIN)
+	cd hack/image && go build -trimpath -o $@ .
+
+.PHONY: image
+image: $(IMAGE_TOOL) ## Build the manager, example-worker and pause images as OCI archives in bin/images, without a container engine.
+	@mkdir -p $(BIN)/linux $(IMAGES)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags="-s -w" -o $(BIN)/linux/manager ./cmd/manager
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags="-s -w" -o $(BIN)/linux/example-worker ./cmd/example-worker
+	cd hack/image && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags="-s -w" -o $(BIN)/linux/pause ./pause
+	$(IMAGE_TOOL) -tag $(IMG) -out $(IMAGES)/manager.tar -file $(BIN)/linux/manager:/manager -entrypoint /manager
+	$(IMAGE_TOOL) -tag $(WORKER_IMG) -out $(IMAGES)/example-worker.tar -file $(BIN)/linux/example-worker:/example-worker -entrypoint /example-worker
+	$(IMAGE_TOOL) -tag jobtoken/pause:dev -out $(IMAGES)/pause.tar -file $(BIN)/linux/pause:/pause -entrypoint /pause
+
+NODE_FLAGS ?=
+.PHONY: node
+node: envtest node-bins image ## Run a real single-node cluster (root, Linux) until interrupted; prints its kubeconfig (NODE_FLAGS="--help" lists the flags).
+	go build -o $(BIN)/realnode ./cmd/realnode
+	$(BIN)/realnode --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) $(NODE_FLAGS)
+
+E2E_FLAGS ?=
+.PHONY: e2e
+e2e: manifests envtest node-bins image ## End-to-end on a real single-node cluster (root, Linux; about 10 minutes): the manager image deployed with config/default, real worker pods, failover, revocation (E2E_FLAGS="--help" lists the flags).
+	go build -o $(BIN)/e2e ./cmd/e2e
+	$(BIN)/e2e --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) --kubectl $(KUBECTL) $(E2E_FLAGS)
