@@ -52,7 +52,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	cluster := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "shared-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 				IssuerURL: h.issuer.URL(), ClientID: clientID, ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "cluster-client"},
 				ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
 			}},
@@ -81,7 +81,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	// The attacker's issuer itself is admitted: the tenant may read its client Secret.
 	evil := &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "evil"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 			IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
 			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "attacker-client"},
 		}},
@@ -100,7 +100,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	clusterJob.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cluster.Name}
 	stealClient := &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "steal-client"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 			IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
 			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
 		}},

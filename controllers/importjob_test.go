@@ -927,7 +927,7 @@ func TestFOLIOIssuer(t *testing.T) {
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "folio-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, FOLIO: &jobtokenv1alpha1.FOLIOIssuerSpec{URL: h.issuer.URL(), Tenant: "diku"}},
 			Allowed:         allowNamespace(h.ns, jobtokenv1alpha1.GrantPassword),
 		},
 	}

@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/x509"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -52,8 +54,20 @@ func NewIssuerClientFactory(opts IssuerOptions) IssuerClientFactory {
 }
 
 func newIssuerClient(ctx context.Context, spec jobtokenv1alpha1.TokenIssuerSpec, secretNamespace string, secrets SecretReader, hc *http.Client, opts IssuerOptions) (issuer.Client, error) {
+	roots, err := caBundle(ctx, spec, secretNamespace, secrets)
+	if err != nil {
+		return nil, err
+	}
+	if roots != nil {
+		// An issuer with a private CA gets a client of its own: its roots are not
+		// trusted for any other issuer.
+		h := opts.HTTP
+		h.RootCAs = roots
+		hc = issuer.NewHTTPClient(h)
+	}
 	if spec.FOLIO != nil {
-		return issuer.NewFOLIO(issuer.FOLIOConfig{BaseURL: spec.FOLIO.URL, Tenant: spec.FOLIO.Tenant, HTTPClient: hc, MaxTokenBytes: opts.MaxTokenBytes})
+		return issuer.NewFOLIO(issuer.FOLIOConfig{BaseURL: spec.FOLIO.URL, Tenant: spec.FOLIO.Tenant, HTTPClient: hc,
+			MaxTokenBytes: opts.MaxTokenBytes, AllowPlainHTTP: spec.InsecureAllowPlainHTTP})
 	}
 	o := spec.OAuth2
 	cfg := issuer.OAuth2Config{
@@ -69,13 +83,14 @@ func newIssuerClient(ctx context.Context, spec jobtokenv1alpha1.TokenIssuerSpec,
 		Audience:         o.Audience,
 		HTTPClient:       hc,
 		MaxTokenBytes:    opts.MaxTokenBytes,
+		AllowPlainHTTP:   spec.InsecureAllowPlainHTTP,
+		EndpointHosts:    o.EndpointHosts,
 	}
 	if o.DefaultTokenLifetime != nil {
 		cfg.DefaultTTL = o.DefaultTokenLifetime.Duration
 	} else {
 		cfg.DefaultTTL = 5 * time.Minute
 	}
-	var err error
 	if o.ClientAuth == jobtokenv1alpha1.ClientAuthPrivateKeyJWT && o.PrivateKeySecretRef != nil {
 		var pem string
 		pem, err = readSecretKey(ctx, secrets, secretNamespace, o.PrivateKeySecretRef.Name, keyOr(o.PrivateKeySecretRef.Key, "tls.key"))
@@ -87,4 +102,25 @@ func newIssuerClient(ctx context.Context, spec jobtokenv1alpha1.TokenIssuerSpec,
 		return nil, err
 	}
 	return issuer.NewOAuth2(ctx, cfg)
+}
+
+// caBundle reads the issuer's CA bundle, inline or from its Secret; nil when it has none.
+func caBundle(ctx context.Context, spec jobtokenv1alpha1.TokenIssuerSpec, secretNamespace string, secrets SecretReader) (*x509.CertPool, error) {
+	data, field := spec.CABundle, "spec.caBundle"
+	if ref := spec.CABundleSecretRef; ref != nil {
+		key := keyOr(ref.Key, "ca.crt")
+		v, err := readSecretKey(ctx, secrets, secretNamespace, ref.Name, key)
+		if err != nil {
+			return nil, err
+		}
+		data, field = []byte(v), fmt.Sprintf("spec.caBundleSecretRef (Secret %s/%s, key %q)", secretNamespace, ref.Name, key)
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, &secretError{reason: jobtokenv1alpha1.ReasonInvalidCABundle, msg: field + " holds no PEM certificate"}
+	}
+	return pool, nil
 }

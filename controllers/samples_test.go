@@ -40,6 +40,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{}
 	h.must(testenv.ReadRepoYAML("config/samples/jobtoken_v1alpha1_clustertokenissuer_folio.yaml", cti))
 	cti.Spec.FOLIO.URL = h.issuer.URL()
+	cti.Spec.InsecureAllowPlainHTTP = true // the development issuer listens on loopback http
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
 	ns := &corev1.Namespace{}
@@ -82,6 +83,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 	h.must(testenv.ReadRepoYAML("config/samples/jobtoken_v1alpha1_tokenissuer.yaml", issuer))
 	issuer.Namespace = h.ns
 	issuer.Spec.OAuth2.IssuerURL = h.issuer.URL()
+	issuer.Spec.InsecureAllowPlainHTTP = true
 	h.must(tenant.Create(h.ctx, issuer))
 
 	var jobs []*jobtokenv1alpha1.ImportJob

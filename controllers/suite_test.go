@@ -151,7 +151,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	}))
 	h.must(env.Client.Create(ctx, &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 			IssuerURL: srv.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
 			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
 		}},

@@ -291,7 +291,7 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "steal-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 				IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
 				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: vaultKeyRefreshToken},
 			}},
@@ -354,7 +354,7 @@ func TestClusterIssuerServesOnlyWhatItAllows(t *testing.T) {
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "shared-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 				IssuerURL: h.issuer.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
 				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: clientRef},
 				Scopes:          []string{"import"},

@@ -107,6 +107,16 @@ func (r *TokenIssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	wasReady := meta.IsStatusConditionTrue(before.Conditions, jobtokenv1alpha1.ConditionReady)
 	meta.SetStatusCondition(&status.Conditions, cond)
+	if spec.InsecureAllowPlainHTTP {
+		const msg = "spec.insecureAllowPlainHTTP is set: the client secret, passwords and tokens may travel to the issuer unencrypted over plain http"
+		if !meta.IsStatusConditionTrue(before.Conditions, jobtokenv1alpha1.ConditionInsecureTransport) {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, jobtokenv1alpha1.ReasonPlainHTTPAllowed, "Check", "%s", msg)
+		}
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: jobtokenv1alpha1.ConditionInsecureTransport, Status: metav1.ConditionTrue,
+			Reason: jobtokenv1alpha1.ReasonPlainHTTPAllowed, Message: msg, ObservedGeneration: obj.GetGeneration()})
+	} else {
+		meta.RemoveStatusCondition(&status.Conditions, jobtokenv1alpha1.ConditionInsecureTransport)
+	}
 	if wasReady != ready || meta.FindStatusCondition(before.Conditions, jobtokenv1alpha1.ConditionReady) == nil {
 		eventType := corev1.EventTypeNormal
 		if !ready {

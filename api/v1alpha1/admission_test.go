@@ -133,6 +133,14 @@ spec:
     grants: [ClientCredentials]
 `
 
+func manyHosts(n int) []any {
+	out := make([]any, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("h%d.example", i)
+	}
+	return out
+}
+
 // set applies dotted-path edits to a copy of a valid object; a nil value removes the field.
 func set(t *testing.T, base string, edits map[string]any) *unstructured.Unstructured {
 	t.Helper()
@@ -171,6 +179,10 @@ func TestInvalidObjectsAreRefused(t *testing.T) {
 		{"client secret auth without secret", validIssuer, map[string]any{"spec.oauth2.clientSecretRef": nil}, []string{"clientSecretRef"}},
 		{"negative default lifetime", validIssuer, map[string]any{"spec.oauth2.defaultTokenLifetime": "-5m"}, []string{"defaultTokenLifetime"}},
 		{"folio without tenant", validIssuer, map[string]any{"spec.oauth2": nil, "spec.folio": map[string]any{"url": "https://folio"}}, []string{"spec.folio.tenant"}},
+		{"inline and Secret CA bundle", validIssuer, map[string]any{"spec.caBundle": "Y2E=", "spec.caBundleSecretRef": map[string]any{"name": "ca"}}, []string{"caBundle or caBundleSecretRef"}},
+		{"CA bundle not base64", validIssuer, map[string]any{"spec.caBundle": "not base64!"}, []string{"spec.caBundle"}},
+		{"insecureAllowPlainHTTP not a boolean", validIssuer, map[string]any{"spec.insecureAllowPlainHTTP": "yes"}, []string{"spec.insecureAllowPlainHTTP"}},
+		{"too many endpoint hosts", validIssuer, map[string]any{"spec.oauth2.endpointHosts": manyHosts(17)}, []string{"spec.oauth2.endpointHosts"}},
 		{"cluster issuer with both", validClusterIssuer, map[string]any{"spec.folio": map[string]any{"url": "https://f", "tenant": "t"}}, []string{"oauth2 or folio"}},
 		{"cluster issuer open by omission", validClusterIssuer, map[string]any{"spec.allowed": nil}, []string{"spec.allowed"}},
 		{"cluster issuer without namespaces", validClusterIssuer, map[string]any{"spec.allowed.namespaces": nil}, []string{"spec.allowed", "namespaces or namespaceSelector"}},

@@ -35,6 +35,10 @@ const (
 	// lifetime is shorter than the propagation budget, so workers may briefly read an
 	// expired token; the operator rotates as early as it can.
 	ConditionPropagationBudgetUnmet = "PropagationBudgetUnmet"
+	// ConditionInsecureTransport (abnormal-true, on issuers) is True while the issuer
+	// allows credentials and tokens over plain http (spec.insecureAllowPlainHTTP); it is
+	// absent otherwise.
+	ConditionInsecureTransport = "InsecureTransport"
 )
 
 // Condition reasons.
@@ -77,4 +81,8 @@ const (
 	// ReasonSecretNotAllowed (Ready=False on issuers, Reconciling on ImportJobs): a Secret
 	// reference names one of the operator's stored token chains, which is never an input.
 	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonPlainHTTPAllowed (InsecureTransport=True): spec.insecureAllowPlainHTTP is set.
+	ReasonPlainHTTPAllowed = "PlainHTTPAllowed"
+	// ReasonInvalidCABundle (Ready=False on issuers): the CA bundle holds no PEM certificate.
+	ReasonInvalidCABundle = "InvalidCABundle"
 )

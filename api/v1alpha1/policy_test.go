@@ -262,6 +262,20 @@ func TestPolicyTokenIssuerNeedsItsSecrets(t *testing.T) {
 	}
 	wantRefused(t, user.Create(context.Background(), pkj), "get secrets jobs-key")
 
+	// A CA bundle Secret is a Secret the operator reads for the tenant too.
+	ca := fromYAML(t, validIssuer)
+	ca.SetNamespace(ns)
+	ca.SetName("private-ca")
+	if err := unstructured.SetNestedField(ca.Object, map[string]any{"name": "their-ca"}, "spec", "caBundleSecretRef"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(ca.Object, map[string]any{"name": "their-client"}, "spec", "oauth2", "clientSecretRef"); err != nil {
+		t.Fatal(err)
+	}
+	withClient := tenant(t, ns, "issuer-client-secret-only", testenv.Grants{ClusterRoles: []string{tokenIssuerEditor},
+		Rules: []rbacv1.PolicyRule{secrets([]string{"get"}, "their-client")}})
+	wantRefused(t, withClient.Create(context.Background(), ca), "get secrets their-ca")
+
 	// Redirecting an existing issuer (whose Secret the admin may read) to another URL is a
 	// spec change: it needs the same right, or the operator would send the Secret there.
 	existing := sample(t, "jobtoken_v1alpha1_tokenissuer.yaml", ns)

@@ -103,6 +103,15 @@ type OAuth2IssuerSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=512
 	Audience []string `json:"audience,omitempty"`
+	// endpointHosts are further hosts ("host" or "host:port") discovery may place the
+	// token, revocation, introspection and JWKS endpoints on. By default a discovered
+	// endpoint must be on the issuer's own host and port, and on its scheme or https;
+	// endpoints given explicitly in this spec are not restricted.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=261
+	EndpointHosts []string `json:"endpointHosts,omitempty"`
 	// defaultTokenLifetime is assumed when a token response has no expires_in and the
 	// access token is not a JWT with exp and iat.
 	// +optional
@@ -128,6 +137,7 @@ type FOLIOIssuerSpec struct {
 
 // TokenIssuerSpec says how to reach one identity provider. Exactly one of oauth2 or folio is set.
 // +kubebuilder:validation:XValidation:rule="has(self.oauth2) != has(self.folio)",message="exactly one of oauth2 or folio must be set"
+// +kubebuilder:validation:XValidation:rule="!(has(self.caBundle) && has(self.caBundleSecretRef))",message="set at most one of caBundle or caBundleSecretRef"
 type TokenIssuerSpec struct {
 	// oauth2 reaches an OAuth 2.0 / OpenID Connect authorization server.
 	// +optional
@@ -135,6 +145,23 @@ type TokenIssuerSpec struct {
 	// folio reaches the FOLIO authn API.
 	// +optional
 	FOLIO *FOLIOIssuerSpec `json:"folio,omitempty"`
+	// caBundle is a PEM bundle of the certificate authorities trusted for the issuer's
+	// HTTPS endpoints, for issuers with a private CA. When set (here or through
+	// caBundleSecretRef) these are the only roots trusted; otherwise the system's are.
+	// Certificate verification cannot be turned off.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	CABundle []byte `json:"caBundle,omitempty"`
+	// caBundleSecretRef names a Secret key holding the PEM bundle (default key "ca.crt").
+	// +optional
+	CABundleSecretRef *SecretKeySelector `json:"caBundleSecretRef,omitempty"`
+	// insecureAllowPlainHTTP lets the client secret, passwords and tokens travel to the
+	// issuer over plain http:// (unencrypted, readable and changeable by anyone on the
+	// path). Without it an http:// token, revocation, introspection or FOLIO endpoint
+	// is refused. Meant for a development issuer on the same machine; the issuer then
+	// carries the condition InsecureTransport=True.
+	// +optional
+	InsecureAllowPlainHTTP bool `json:"insecureAllowPlainHTTP,omitempty"`
 }
 
 // IssuerEndpoints are the endpoints in use, discovered or given.

@@ -386,6 +386,11 @@ func (in *OAuth2IssuerSpec) DeepCopyInto(out *OAuth2IssuerSpec) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.EndpointHosts != nil {
+		in, out := &in.EndpointHosts, &out.EndpointHosts
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.DefaultTokenLifetime != nil {
 		in, out := &in.DefaultTokenLifetime, &out.DefaultTokenLifetime
 		*out = new(v1.Duration)
@@ -576,6 +581,16 @@ func (in *TokenIssuerSpec) DeepCopyInto(out *TokenIssuerSpec) {
 	if in.FOLIO != nil {
 		in, out := &in.FOLIO, &out.FOLIO
 		*out = new(FOLIOIssuerSpec)
+		**out = **in
+	}
+	if in.CABundle != nil {
+		in, out := &in.CABundle, &out.CABundle
+		*out = make([]byte, len(*in))
+		copy(*out, *in)
+	}
+	if in.CABundleSecretRef != nil {
+		in, out := &in.CABundleSecretRef, &out.CABundleSecretRef
+		*out = new(SecretKeySelector)
 		**out = **in
 	}
 }

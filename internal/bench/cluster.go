@@ -243,7 +243,8 @@ func SetupFixture(ctx context.Context, c client.Client, prefix string, namespace
 	objs = append(objs, &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.IssuerName},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+			// The benchmark's issuer listens on loopback http.
+			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 				IssuerURL: issuerURL, ClientID: ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
 				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
 			}},

@@ -353,7 +353,8 @@ func setupCluster(ctx context.Context, cl client.Client, issuerURL string, o Opt
 			Data: map[string][]byte{"username": []byte(systemUser), "password": []byte(systemPass)}},
 		&jobtokenv1alpha1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: "dev"},
 			Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-				TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
+				// The development issuer listens on loopback http.
+				TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 					IssuerURL: issuerURL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
 					ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "import-jobs-client"},
 				}},

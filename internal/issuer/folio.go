@@ -55,6 +55,9 @@ type FOLIOConfig struct {
 	// MaxTokenBytes is the largest access or refresh token accepted (default
 	// DefaultMaxTokenBytes); a larger one makes the request fail.
 	MaxTokenBytes int
+	// AllowPlainHTTP lets the password and tokens travel to an http:// BaseURL. Off,
+	// such a BaseURL is a configuration error.
+	AllowPlainHTTP bool
 }
 
 // FOLIO is the FOLIO dialect. It is safe for concurrent use.
@@ -79,6 +82,8 @@ func NewFOLIO(cfg FOLIOConfig) (*FOLIO, error) {
 	}
 	if u, _ := url.Parse(cfg.BaseURL); u.RawQuery != "" || u.Fragment != "" {
 		return nil, cfgErr("BaseURL must not have a query or fragment")
+	} else if u.Scheme == "http" && !cfg.AllowPlainHTTP {
+		return nil, cfgErr("BaseURL %s is plain http, which would carry the password and tokens unencrypted: use https, or allow plain http on the issuer (insecureAllowPlainHTTP)", cfg.BaseURL)
 	}
 	if cfg.Tenant == "" {
 		return nil, cfgErr("Tenant is required")
@@ -92,7 +97,9 @@ func NewFOLIO(cfg FOLIOConfig) (*FOLIO, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &FOLIO{cfg: cfg, base: strings.TrimSuffix(cfg.BaseURL, "/"), t: newTransport(cfg.HTTPClient, cfg.Clock)}, nil
+	f := &FOLIO{cfg: cfg, base: strings.TrimSuffix(cfg.BaseURL, "/"), t: newTransport(cfg.HTTPClient, cfg.Clock)}
+	f.t.allowPlainHTTP = cfg.AllowPlainHTTP
+	return f, nil
 }
 
 // Mint logs in with the Password grant (POST /authn/login-with-expiry). Other grants

@@ -11,7 +11,7 @@ import (
 
 func newTestFOLIO(t *testing.T, base string, mod func(*FOLIOConfig)) *FOLIO {
 	t.Helper()
-	cfg := FOLIOConfig{BaseURL: base + "/", Tenant: "diku", Clock: fakeClock()}
+	cfg := FOLIOConfig{BaseURL: base + "/", Tenant: "diku", Clock: fakeClock(), AllowPlainHTTP: true}
 	if mod != nil {
 		mod(&cfg)
 	}

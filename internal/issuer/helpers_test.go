@@ -113,6 +113,8 @@ func newTestOAuth2(t *testing.T, srvURL string, mod func(*OAuth2Config)) *OAuth2
 		ClientID:      "job-client",
 		ClientSecret:  "client-secret-value",
 		Clock:         fakeClock(),
+		// Test servers are plain http on 127.0.0.1.
+		AllowPlainHTTP: true,
 	}
 	if mod != nil {
 		mod(&cfg)

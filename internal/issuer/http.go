@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -69,6 +70,8 @@ type reply struct {
 type transport struct {
 	client *http.Client
 	clock  clock.PassiveClock
+	// allowPlainHTTP lets calls that carry secrets go to http:// URLs.
+	allowPlainHTTP bool
 }
 
 func newTransport(hc *http.Client, clk clock.PassiveClock) transport {
@@ -106,6 +109,12 @@ func (t transport) do(ctx context.Context, c call) (*reply, *Error) {
 	if err != nil {
 		return nil, &Error{Class: ClassConfiguration, Op: c.op, Err: sc.wrap(err)}
 	}
+	if len(c.secrets) > 0 && req.URL.Scheme != "https" && !t.allowPlainHTTP {
+		// The last guard: whatever the endpoint's origin, a credential is never written
+		// to a connection without TLS unless the issuer says so.
+		return nil, &Error{Class: ClassConfiguration, Op: c.op, Description: fmt.Sprintf(
+			"refusing to send credentials to %s over plain http: use https, or allow plain http on the issuer (insecureAllowPlainHTTP)", req.URL.Redacted())}
+	}
 	for k, vs := range c.header {
 		req.Header[k] = vs
 	}
@@ -114,8 +123,10 @@ func (t transport) do(ctx context.Context, c call) (*reply, *Error) {
 		class := ClassTransient
 		var refused *RefusedDestinationError
 		switch {
-		case errors.As(err, &refused):
-			// The same destination is refused until the spec or the name's address changes.
+		case errors.As(err, &refused), isCertificateError(err):
+			// The same destination is refused, the same certificate is not trusted, until
+			// the spec (or the name's address, or the issuer's certificate) changes. Both
+			// fail before the request is written.
 			class = ClassConfiguration
 		case wrote.Load() && !c.idempotent:
 			class = ClassOutcomeUnknown

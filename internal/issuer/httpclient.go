@@ -183,6 +183,18 @@ func transportErrorText(err error) error {
 	return &keptCause{msg: "the answer is not HTTP (its content is not shown)", err: err}
 }
 
+// isCertificateError reports whether err is the issuer's certificate failing
+// verification (unknown authority, wrong name, expired).
+func isCertificateError(err error) bool {
+	var (
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &uaErr) || errors.As(err, &hostErr) || errors.As(err, &invErr)
+}
+
 // keptCause replaces an error's message while errors.Is still sees the cause.
 type keptCause struct {
 	msg string

@@ -397,7 +397,7 @@ func TestHydraInterop(t *testing.T) {
 	newClient := func(c hydraClient, auth string) *issuer.OAuth2 {
 		t.Helper()
 		o, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{
-			IssuerURL: h.issuer, ClientID: c.ID, ClientSecret: c.Secret, ClientAuth: auth,
+			IssuerURL: h.issuer, AllowPlainHTTP: true, ClientID: c.ID, ClientSecret: c.Secret, ClientAuth: auth,
 			DefaultTTL: time.Minute,
 		})
 		if err != nil {
@@ -432,7 +432,7 @@ func TestHydraInterop(t *testing.T) {
 			}
 		}
 		// A wrong secret is a configuration error, not a dead chain.
-		bad, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{IssuerURL: h.issuer, ClientID: basic.ID,
+		bad, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{IssuerURL: h.issuer, AllowPlainHTTP: true, ClientID: basic.ID,
 			ClientSecret: "wrong-secret", DefaultTTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
@@ -522,7 +522,7 @@ func TestHydraInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			o, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{
-				IssuerURL: h.issuer, ClientID: c.ID, ClientAuth: "private_key_jwt",
+				IssuerURL: h.issuer, AllowPlainHTTP: true, ClientID: c.ID, ClientAuth: "private_key_jwt",
 				PrivateKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), PrivateKeyID: kid,
 			})
 			if err != nil {
@@ -539,7 +539,7 @@ func TestHydraInterop(t *testing.T) {
 
 	t.Run("signing key rotation", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(time.Now())
-		o, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{IssuerURL: h.issuer, ClientID: basic.ID,
+		o, err := issuer.NewOAuth2(ctx, issuer.OAuth2Config{IssuerURL: h.issuer, AllowPlainHTTP: true, ClientID: basic.ID,
 			ClientSecret: basic.Secret, DefaultTTL: time.Minute, Clock: clk})
 		if err != nil {
 			t.Fatal(err)

@@ -38,6 +38,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,12 @@ type OAuth2Config struct {
 	// MaxTokenBytes is the largest access or refresh token accepted (default
 	// DefaultMaxTokenBytes); a larger one makes the request fail.
 	MaxTokenBytes int
+	// AllowPlainHTTP lets credentials and tokens travel over http:// endpoints. Off,
+	// such endpoints are a configuration error and no credential is sent to them.
+	AllowPlainHTTP bool
+	// EndpointHosts are further hosts ("host" or "host:port") discovery may place
+	// endpoints on; by default they must be on the issuer's own scheme and host.
+	EndpointHosts []string
 }
 
 // Endpoints are an issuer's endpoints, discovered or configured.
@@ -147,6 +154,7 @@ func NewOAuth2(ctx context.Context, cfg OAuth2Config) (*OAuth2, error) {
 		return nil, cfgErr("DefaultTTL must not be negative")
 	}
 	o := &OAuth2{cfg: cfg, t: newTransport(cfg.HTTPClient, cfg.Clock)}
+	o.t.allowPlainHTTP = cfg.AllowPlainHTTP
 	switch cfg.ClientAuth {
 	case "":
 		o.cfg.ClientAuth = ClientAuthSecretBasic
@@ -182,7 +190,7 @@ func NewOAuth2(ctx context.Context, cfg OAuth2Config) (*OAuth2, error) {
 		return nil, cfgErr("IssuerURL or TokenURL is required")
 	}
 	if cfg.IssuerURL != "" {
-		ep, err := Discover(ctx, cfg.HTTPClient, cfg.IssuerURL)
+		ep, err := Discover(ctx, cfg.HTTPClient, cfg.IssuerURL, cfg.EndpointHosts...)
 		if err != nil {
 			return nil, err
 		}
@@ -201,6 +209,16 @@ func NewOAuth2(ctx context.Context, cfg OAuth2Config) (*OAuth2, error) {
 	}
 	if o.endpoints.Token == "" {
 		return nil, cfgErr("the discovery document of %s names no token_endpoint and TokenURL is empty", cfg.IssuerURL)
+	}
+	if !cfg.AllowPlainHTTP {
+		for _, f := range []struct{ name, v string }{
+			{"token endpoint", o.endpoints.Token}, {"revocation endpoint", o.endpoints.Revocation},
+			{"introspection endpoint", o.endpoints.Introspection},
+		} {
+			if strings.HasPrefix(strings.ToLower(f.v), "http://") {
+				return nil, cfgErr("the %s %s is plain http, which would carry credentials and tokens unencrypted: use https, or allow plain http on the issuer (insecureAllowPlainHTTP)", f.name, f.v)
+			}
+		}
 	}
 	return o, nil
 }
@@ -234,13 +252,33 @@ type discoveryDoc struct {
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 }
 
+// checkEndpointHost refuses an endpoint that discovery moved off the issuer: another
+// host (or port), or another scheme than the issuer's or https, unless its host is listed.
+func checkEndpointHost(issuer *url.URL, endpoint string, allowed []string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if slices.Contains(allowed, u.Host) || slices.Contains(allowed, u.Hostname()) {
+		return nil
+	}
+	if !strings.EqualFold(u.Host, issuer.Host) {
+		return fmt.Errorf("is on host %s, not the issuer's %s (list it in the issuer's endpoint hosts to allow it)", u.Host, issuer.Host)
+	}
+	if u.Scheme != issuer.Scheme && u.Scheme != "https" {
+		return fmt.Errorf("uses %s, not the issuer's %s", u.Scheme, issuer.Scheme)
+	}
+	return nil
+}
+
 // Discover reads the issuer's metadata: OIDC .well-known/openid-configuration first,
 // then RFC 8414 .well-known/oauth-authorization-server (inserted before the issuer's
 // path, then appended to it) when the former is missing (any 4xx). The document's
 // "issuer" must equal issuerURL (a trailing slash aside), and its endpoints must be
-// absolute http(s) URLs. Errors are *Error: Transient for network errors, 5xx and 429;
+// absolute http(s) URLs on the issuer's host and scheme (https always allowed), or on
+// one of allowedHosts. Errors are *Error: Transient for network errors, 5xx and 429;
 // Configuration for a missing or bad document and an issuer mismatch.
-func Discover(ctx context.Context, httpClient *http.Client, issuerURL string) (*Endpoints, error) {
+func Discover(ctx context.Context, httpClient *http.Client, issuerURL string, allowedHosts ...string) (*Endpoints, error) {
 	cfgErr := func(format string, args ...any) error {
 		return &Error{Class: ClassConfiguration, Op: "discovery", Description: fmt.Sprintf(format, args...)}
 	}
@@ -296,6 +334,12 @@ func Discover(ctx context.Context, httpClient *http.Client, issuerURL string) (*
 			}
 			if err := checkHTTPURL(f.v); err != nil {
 				return nil, cfgErr("%s: %s %q: %v", docURL, f.name, scrubber(nil).text(f.v, 200), err)
+			}
+			if f.name == "end_session_endpoint" {
+				continue // never called
+			}
+			if err := checkEndpointHost(u, f.v, allowedHosts); err != nil {
+				return nil, cfgErr("%s: %s %q %v", docURL, f.name, scrubber(nil).text(f.v, 200), err)
 			}
 		}
 		return &Endpoints{

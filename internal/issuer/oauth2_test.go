@@ -188,7 +188,7 @@ func TestDiscover(t *testing.T) {
 		var base string
 		rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { respond(200, discoveryDocJSON(base, base))(w, r) })
 		base = rec.URL
-		o, err := NewOAuth2(ctx, OAuth2Config{IssuerURL: base, RevocationURL: "https://other.example/revoke", ClientID: "c", ClientSecret: "s"})
+		o, err := NewOAuth2(ctx, OAuth2Config{IssuerURL: base, RevocationURL: "https://other.example/revoke", ClientID: "c", ClientSecret: "s", AllowPlainHTTP: true})
 		if err != nil {
 			t.Fatal(err)
 		}
