@@ -200,6 +200,6 @@ node: envtest node-bins image ## Run a real single-node cluster (root, Linux) un
 
 E2E_FLAGS ?=
 .PHONY: e2e
-e2e: manifests envtest node-bins image ## End-to-end on a real single-node cluster (root, Linux; about 10 minutes): the manager image deployed with config/default, real worker pods, failover, revocation (E2E_FLAGS="--help" lists the flags).
+e2e: envtest node-bins image ## End-to-end on a real single-node cluster (root, Linux; about 10 minutes): the manager image deployed with config/default, real worker pods, failover, revocation (E2E_FLAGS="--help" lists the flags).
 	go build -o $(BIN)/e2e ./cmd/e2e
 	$(BIN)/e2e --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) --kubectl $(KUBECTL) $(E2E_FLAGS)
