@@ -53,14 +53,14 @@ func getIssuer(ctx context.Context, c client.Reader, job *jobtokenv1alpha1.Impor
 		if err := c.Get(ctx, client.ObjectKey{Name: ref.Name}, obj); err != nil {
 			return nil, err
 		}
-		return &issuerRef{Name: "ClusterTokenIssuer/" + obj.Name, Spec: obj.Spec.TokenIssuerSpec, Status: obj.Status,
+		return &issuerRef{Name: issuerMetricName(true, "", obj.Name), Spec: obj.Spec.TokenIssuerSpec, Status: obj.Status,
 			SecretNamespace: vaultNamespace, Generation: obj.Generation, UID: obj.UID, Allowed: &obj.Spec.Allowed}, nil
 	default:
 		obj := &jobtokenv1alpha1.TokenIssuer{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: job.Namespace, Name: ref.Name}, obj); err != nil {
 			return nil, err
 		}
-		return &issuerRef{Name: "TokenIssuer/" + obj.Namespace + "/" + obj.Name, Spec: obj.Spec, Status: obj.Status,
+		return &issuerRef{Name: issuerMetricName(false, obj.Namespace, obj.Name), Spec: obj.Spec, Status: obj.Status,
 			SecretNamespace: obj.Namespace, Generation: obj.Generation, UID: obj.UID}, nil
 	}
 }
@@ -170,6 +170,7 @@ func newClientCache(factory IssuerClientFactory, secrets SecretReader, maxAge ti
 
 func (c *clientCache) get(ctx context.Context, ref *issuerRef, now time.Time) (issuer.Client, error) {
 	c.mu.Lock()
+	c.prune(now)
 	e, ok := c.entries[ref.UID]
 	c.mu.Unlock()
 	if ok && e.generation == ref.Generation && now.Sub(e.built) < c.maxAge {
@@ -184,6 +185,17 @@ func (c *clientCache) get(ctx context.Context, ref *issuerRef, now time.Time) (i
 	c.entries[ref.UID] = clientCacheEntry{generation: ref.Generation, built: now, client: cl}
 	c.mu.Unlock()
 	return cl, nil
+}
+
+// prune drops the entries that would be rebuilt at their next use anyway: an issuer
+// that was deleted (or is no longer used) does not keep its client, with its client
+// secret or private key, in memory for longer than maxAge. Called with mu held.
+func (c *clientCache) prune(now time.Time) {
+	for uid, e := range c.entries {
+		if now.Sub(e.built) >= c.maxAge {
+			delete(c.entries, uid)
+		}
+	}
 }
 
 // readSecretKey reads one key of a Secret, with errors that name the Secret and key.

@@ -42,6 +42,16 @@ func init() {
 	metrics.Registry.MustRegister(tokenRequests, tokenRequestDuration, tokenExpiry, rotations, remints, revocations)
 }
 
+// forgetIssuerMetrics deletes the series of an issuer that no longer exists, so that
+// issuers created and deleted over time do not grow the metrics without bound.
+func forgetIssuerMetrics(name string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{tokenRequests, tokenRequestDuration, rotations, remints} {
+		v.DeletePartialMatch(prometheus.Labels{"issuer": name})
+	}
+}
+
 // instrumentedClient counts and times every request of an issuer.Client.
 type instrumentedClient struct {
 	issuer.Client

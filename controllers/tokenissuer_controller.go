@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,6 +92,9 @@ func (r *TokenIssuerReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		obj, spec, status, secretNamespace = o, &o.Spec, &o.Status, req.Namespace
 	}
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetIssuerMetrics(issuerMetricName(r.Cluster, req.Namespace, req.Name))
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("issuer", klog.KObj(obj))
@@ -163,6 +167,14 @@ func (r *TokenIssuerReconciler) check(ctx context.Context, spec *jobtokenv1alpha
 		msg += "; no revocation endpoint: tokens cannot be revoked when jobs end"
 	}
 	return true, jobtokenv1alpha1.ReasonSucceeded, msg
+}
+
+// issuerMetricName is the issuer label of the metrics, as getIssuer names issuers.
+func issuerMetricName(cluster bool, namespace, name string) string {
+	if cluster {
+		return "ClusterTokenIssuer/" + name
+	}
+	return "TokenIssuer/" + namespace + "/" + name
 }
 
 func issuerErrorReason(err error) string {
