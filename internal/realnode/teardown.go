@@ -2,6 +2,7 @@ package realnode
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,6 +122,9 @@ func (c *Cluster) cleanup() {
 	if err := os.RemoveAll(cfg.WorkDir); err != nil {
 		c.logf("remove %s: %v", cfg.WorkDir, err)
 	}
+	if left := removeKubeChains(); len(left) > 0 {
+		c.logf("iptables chains left after cleanup: %s", strings.Join(left, ", "))
+	}
 }
 
 // killCgroups kills every process in the cgroup trees named name (in each cgroup v1
@@ -217,7 +221,7 @@ func unescapeMount(s string) string {
 // drops packets from other hosts to 127.0.0.0/8, and the canary chains) and whatever
 // kube-proxy --cleanup left, with the rules that jump to them. No other program on a
 // machine that runs this cluster makes KUBE- chains.
-func removeKubeChains() {
+func removeKubeChains() (left []string) {
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		for _, table := range []string{"filter", "nat", "mangle"} {
 			out, err := run(ipt, "-w", "5", "-t", table, "-S")
@@ -238,10 +242,13 @@ func removeKubeChains() {
 				_, _ = run(ipt, "-w", "5", "-t", table, "-F", ch)
 			}
 			for _, ch := range chains {
-				_, _ = run(ipt, "-w", "5", "-t", table, "-X", ch)
+				if _, err := run(ipt, "-w", "5", "-t", table, "-X", ch); err != nil {
+					left = append(left, fmt.Sprintf("%s %s %s (%v)", ipt, table, ch, err))
+				}
 			}
 		}
 	}
+	return left
 }
 
 // unquote joins the quoted words of an iptables -S line ("block incoming ...") back into
