@@ -1,4 +1,6 @@
 # Builds the manager image: a static binary on distroless, running as nonroot.
+# make image writes the same content without a container engine (hack/image: the static
+# binary, CA certificates, the nonroot user 65532); change the two together.
 FROM golang:1.26 AS builder
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64

@@ -54,6 +54,8 @@ const (
 	offJob     = "records-slow" // nudging off, long tokens: the kubelet's own sync
 	failingJob = "broken"       // a worker that exits 1 past backoffLimit
 	workerUser = 65532
+	// maxWorkers bounds the worker pods of one job: the node has room for about 40 pods.
+	maxWorkers = 20
 )
 
 // Options configure a run.
@@ -91,7 +93,7 @@ func (o *Options) Defaults() {
 	if o.Duration == 0 {
 		o.Duration = 3 * time.Minute
 	}
-	if o.Workers == 0 {
+	if o.Workers <= 0 || o.Workers > maxWorkers {
 		o.Workers = 3
 	}
 	if o.Rate == 0 {
@@ -109,7 +111,7 @@ func (o *Options) Defaults() {
 	if o.OffBudget == 0 {
 		o.OffBudget = 120 * time.Second
 	}
-	if o.OffWorkers == 0 {
+	if o.OffWorkers <= 0 || o.OffWorkers > maxWorkers {
 		o.OffWorkers = 2
 	}
 	if o.FailoverAt == 0 {
@@ -124,6 +126,7 @@ func (o *Options) Defaults() {
 type Report struct {
 	ClusterStart, ManagerReady time.Duration
 	ManagerPods                []string // name, image, service account
+	APIService                 string   // how pods reach the API server
 	Main, Off                  *JobResult
 	Failing                    *JobResult
 	PropagationOn              dist
@@ -279,6 +282,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.ManagerPods = append(rep.ManagerPods, fmt.Sprintf("%s: %s, serviceAccount %s", p.Name, img, p.Spec.ServiceAccountName))
 	}
 	say("manager Deployment available in %s: 2 replicas, leader %s", rep.ManagerReady.Round(100*time.Millisecond), leader)
+	// The managers use their in-cluster configuration: the kubernetes Service's cluster
+	// IP, which only kube-proxy's rules lead to the API server.
+	if svc, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err == nil {
+		rep.APIService = fmt.Sprintf("Service kubernetes %s:443 -> %s", svc.Spec.ClusterIP, strings.TrimPrefix(cl.APIServerURL, "https://"))
+	}
 
 	if err := setup(ctx, c, fast.url, slow.url); err != nil {
 		return rep, err
@@ -316,9 +324,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	defer cancelWatch()
 
 	jobs := []*jobtokenv1alpha1.ImportJob{
-		importJob(mainJob, "dev", o.WorkerImage, int32(o.Workers), 0, o.Budget, true,
+		importJob(mainJob, "dev", o.WorkerImage, int32(o.Workers), 0, //nolint:gosec // at most maxWorkers (Defaults)
+			o.Budget, true,
 			workerArgs(fast.url+"/api/records", perWorker, o.Rate)),
-		importJob(offJob, "dev-slow", o.WorkerImage, int32(o.OffWorkers), 0, o.OffBudget, false,
+		importJob(offJob, "dev-slow", o.WorkerImage, int32(o.OffWorkers), 0, //nolint:gosec // at most maxWorkers (Defaults)
+			o.OffBudget, false,
 			workerArgs(slow.url+"/api/records", offPerWorker, offRate)),
 		importJob(failingJob, "dev", o.WorkerImage, 1, 1, o.Budget, true,
 			workerArgs(fast.url+"/api/no-such-resource", 1, 1)),

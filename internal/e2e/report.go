@@ -62,9 +62,10 @@ func (r *Report) Print(w io.Writer, o Options) {
 	o.Defaults()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(what, value, source string) { _, _ = fmt.Fprintf(tw, "%s\t%s\t%s\n", what, value, source) }
-	fmt.Fprintln(tw, "\nWHAT\tVALUE\tWHERE IT COMES FROM")
+	_, _ = fmt.Fprintln(tw, "\nWHAT\tVALUE\tWHERE IT COMES FROM")
 	row("cluster start", r.ClusterStart.Round(100*time.Millisecond).String(), "runner: processes started to node Ready")
 	row("manager available", r.ManagerReady.Round(100*time.Millisecond).String(), "kubectl apply -k config/default to 2 available replicas and a lease holder")
+	row("API server from pods", r.APIService, "the managers' in-cluster config; kube-proxy (iptables) rules")
 	for _, p := range r.ManagerPods {
 		row("  manager pod", p, "pod spec and status (image ID from containerd)")
 	}
@@ -103,8 +104,8 @@ func (r *Report) Print(w io.Writer, o Options) {
 	row("elapsed", r.Elapsed.Round(time.Second).String(), "")
 	_ = tw.Flush()
 	if len(r.Problems) == 0 {
-		fmt.Fprintln(w, "\nPASS")
+		_, _ = fmt.Fprintln(w, "\nPASS")
 		return
 	}
-	fmt.Fprintln(w, "\nFAIL:\n  "+strings.Join(r.Problems, "\n  "))
+	_, _ = fmt.Fprintln(w, "\nFAIL:\n  "+strings.Join(r.Problems, "\n  "))
 }

@@ -117,7 +117,7 @@ func (c *Cluster) cleanup() {
 		}
 	}
 	if fwd == "0" || fwd == "1" {
-		_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(fwd), 0o644)
+		_ = os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte(fwd), 0o644) //nolint:gosec // a sysctl: the mode is not used
 	}
 	if err := os.RemoveAll(cfg.WorkDir); err != nil {
 		c.logf("remove %s: %v", cfg.WorkDir, err)
@@ -257,7 +257,7 @@ func unquote(f []string) []string {
 	var out []string
 	for i := 0; i < len(f); i++ {
 		w := f[i]
-		if strings.HasPrefix(w, "\"") && !(len(w) > 1 && strings.HasSuffix(w, "\"")) {
+		if strings.HasPrefix(w, "\"") && (len(w) == 1 || !strings.HasSuffix(w, "\"")) {
 			parts := []string{w}
 			for i+1 < len(f) {
 				i++
