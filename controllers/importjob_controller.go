@@ -59,6 +59,8 @@ const (
 	DefaultMinRotationGap     = time.Second
 	DefaultMaxRetryBackoff    = 5 * time.Minute
 	DefaultClientMaxAge       = 10 * time.Minute
+	// DefaultRotateNowMinInterval keeps a rotate-now loop from rotating a job more often.
+	DefaultRotateNowMinInterval = 30 * time.Second
 	defaultPropagationBudget  = 30 * time.Second
 	defaultFraction           = 0.7
 	defaultJitter             = 0.1
@@ -87,8 +89,14 @@ type ImportJobReconciler struct {
 	MaxRetryBackoff time.Duration
 	// MaxConcurrentReconciles is how many jobs are reconciled at once (default 4).
 	MaxConcurrentReconciles int
+	// IssuerLimits bound the token requests per issuer (zero fields take the defaults).
+	IssuerLimits IssuerLimits
+	// RotateNowMinInterval is the shortest time between the last rotation of a job and
+	// one its rotate-now annotation asks for (default DefaultRotateNowMinInterval).
+	RotateNowMinInterval time.Duration
 
 	clients *clientCache
+	gates   *issuerGates
 }
 
 // SetupWithManager registers the reconciler, defaulting its clock and tunables.
@@ -120,7 +128,11 @@ func (r *ImportJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.VaultNamespace == "" {
 		return errors.New("ImportJobReconciler: VaultNamespace is required")
 	}
+	if r.RotateNowMinInterval <= 0 {
+		r.RotateNowMinInterval = DefaultRotateNowMinInterval
+	}
 	r.clients = newClientCache(r.IssuerClients, r.APIReader, DefaultClientMaxAge)
+	r.gates = newIssuerGates(r.IssuerLimits)
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &jobtokenv1alpha1.ImportJob{}, indexIssuerRef,
 		func(o client.Object) []string {
@@ -212,6 +224,8 @@ type scope struct {
 	requeueAfter time.Duration
 	// stop ends the step list: a step is waiting or the job has ended.
 	stop bool
+	// releaseIssuer gives back the issuer gate's slot this pass holds, nil when none.
+	releaseIssuer func()
 }
 
 func (s *scope) wakeIn(d time.Duration) {
@@ -273,6 +287,11 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 }
 
 func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
+	defer func() {
+		if s.releaseIssuer != nil {
+			s.releaseIssuer()
+		}
+	}()
 	steps := []step{
 		r.stepValidate,
 		r.stepObserveJob,
@@ -505,8 +524,25 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 	return nil
 }
 
+// takeIssuerSlot holds a slot of the issuer's gate for the rest of the pass, before
+// anything is written for a token request; a closed gate makes the job wait.
+func (r *ImportJobReconciler) takeIssuerSlot(s *scope) error {
+	if s.releaseIssuer != nil || r.gates == nil {
+		return nil
+	}
+	release, busy := r.gates.acquire(s.issuer.UID, s.issuer.Name, s.now)
+	if busy != nil {
+		return waiting(jobtokenv1alpha1.ReasonIssuerBusy, busy.msg, busy.after)
+	}
+	s.releaseIssuer = release
+	return nil
+}
+
 // mint obtains a fresh pair with the grant and persists it (vault first).
 func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why string) error {
+	if err := r.takeIssuerSlot(s); err != nil {
+		return err
+	}
 	grant, err := r.grantInput(ctx, s)
 	if err != nil {
 		return err
@@ -592,9 +628,16 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 	}
 	sched := r.schedule(s)
 	why := ""
+	requested := false
 	switch {
 	case s.job.Annotations[jobtokenv1alpha1.AnnotationRotateNow] != "":
-		why = "requested with the " + jobtokenv1alpha1.AnnotationRotateNow + " annotation"
+		if wait := r.rotateNowWait(s); wait > 0 {
+			// Honoured later, so that a loop setting the annotation cannot rotate a job
+			// more often than the minimum interval.
+			s.wakeIn(wait)
+			return nil
+		}
+		why, requested = "requested with the "+jobtokenv1alpha1.AnnotationRotateNow+" annotation", true
 	case s.vault.KeyID != "" && len(s.issuer.Status.KeyIDs) > 0 && !slices.Contains(s.issuer.Status.KeyIDs, s.vault.KeyID):
 		why = fmt.Sprintf("the issuer no longer publishes signing key %q", s.vault.KeyID)
 	case !s.now.Before(sched.RotateAt):
@@ -602,7 +645,7 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 	default:
 		return nil
 	}
-	if backoff := r.retryWait(s); backoff > 0 && why == "scheduled" {
+	if backoff := r.retryWait(s); backoff > 0 && (why == "scheduled" || requested) {
 		s.wakeIn(backoff)
 		return nil
 	}
@@ -623,6 +666,9 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 // persisted before the request, the new refresh token before the worker Secret.
 func (r *ImportJobReconciler) refresh(ctx context.Context, s *scope, why string) error {
 	store := r.vault()
+	if err := r.takeIssuerSlot(s); err != nil {
+		return err
+	}
 	if s.vault.RefreshToken == "" {
 		if issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
 			return r.mint(ctx, s, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
@@ -818,11 +864,16 @@ func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
 		st.TokenKeyID = s.vault.KeyID
 	}
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionStalled)
-	if sched.BudgetUnmet {
+	if lifetime := s.vault.ExpiresAt.Sub(s.vault.IssuedAt); sched.BudgetUnmet {
+		msg := fmt.Sprintf("the issuer's token lifetime (%s) is not longer than the propagation budget (%s): rotating as early as possible; workers may briefly read an expired token",
+			lifetime.Round(time.Second), propagationBudget(s.job))
+		if lifetime < r.MinRotationGap {
+			msg = fmt.Sprintf("the issuer's token lifetime (%s) is below the minimum rotation interval (%s, --min-rotation-interval): each token is used until it expires and replaced %s after it was issued; workers read an expired token in between",
+				lifetime.Round(time.Millisecond), r.MinRotationGap, r.MinRotationGap)
+		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: jobtokenv1alpha1.ConditionPropagationBudgetUnmet, Status: metav1.ConditionTrue, Reason: jobtokenv1alpha1.ReasonTokenLifetimeTooShort,
-			Message: fmt.Sprintf("the issuer's token lifetime (%s) is not longer than the propagation budget (%s): rotating as early as possible; workers may briefly read an expired token",
-				s.vault.ExpiresAt.Sub(s.vault.IssuedAt).Round(time.Second), propagationBudget(s.job)),
+			Message: msg,
 		})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionPropagationBudgetUnmet)
@@ -864,6 +915,19 @@ func (r *ImportJobReconciler) schedule(s *scope) Schedule {
 		ChainEndsAt:       s.vault.ChainEndsAt,
 		CanRemint:         issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
 	})
+}
+
+// rotateNowWait is how long a requested rotation waits for the job's minimum interval
+// since its last rotation (or its first mint).
+func (r *ImportJobReconciler) rotateNowWait(s *scope) time.Duration {
+	last := s.job.Status.LastRotationTime
+	if last == nil {
+		last = s.job.Status.StartTime
+	}
+	if last == nil || r.RotateNowMinInterval <= 0 {
+		return 0
+	}
+	return last.Add(r.RotateNowMinInterval).Sub(s.now)
 }
 
 // retryWait is how long to wait before the next token request after failures (see

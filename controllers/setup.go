@@ -21,6 +21,14 @@ type Config struct {
 	// Issuers bounds the requests to issuers and what is accepted from them; it is used
 	// when IssuerClients is nil; nil means DefaultIssuerOptions.
 	Issuers *IssuerOptions
+	// IssuerLimits bound the token requests per issuer (zero fields: defaults).
+	IssuerLimits IssuerLimits
+	// RotateNowMinInterval is the shortest time between a job's last rotation and one
+	// its rotate-now annotation asks for (zero: DefaultRotateNowMinInterval).
+	RotateNowMinInterval time.Duration
+	// MinRotationGap is the shortest time between two rotations of one job, however
+	// short its tokens live (zero: DefaultMinRotationGap).
+	MinRotationGap time.Duration
 }
 
 // SetupAll registers the ImportJob, TokenIssuer and ClusterTokenIssuer controllers and
@@ -32,6 +40,7 @@ func SetupAll(mgr ctrl.Manager, cfg Config) error {
 	if err := (&ImportJobReconciler{
 		Client: mgr.GetClient(), Clock: cfg.Clock, VaultNamespace: cfg.VaultNamespace, IssuerClients: cfg.IssuerClients,
 		RevocationBudget: cfg.RevocationBudget, MaxRetryBackoff: cfg.MaxRetryBackoff, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
+		IssuerLimits: cfg.IssuerLimits, RotateNowMinInterval: cfg.RotateNowMinInterval, MinRotationGap: cfg.MinRotationGap,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

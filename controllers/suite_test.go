@@ -203,6 +203,8 @@ func (h *harness) startManager(opts managerOptions) *runningManager {
 		MaxRetryBackoff:     4 * time.Second,
 		OrphanSweepInterval: 2 * time.Second,
 		OrphanGrace:         time.Second,
+		// Tests ask for rotations seconds apart.
+		RotateNowMinInterval: time.Second,
 	}))
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan struct{})

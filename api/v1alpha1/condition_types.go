@@ -81,6 +81,9 @@ const (
 	// ReasonSecretNotAllowed (Ready=False on issuers, Reconciling on ImportJobs): a Secret
 	// reference names one of the operator's stored token chains, which is never an input.
 	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonIssuerBusy (Reconciling): the issuer's limit of concurrent token requests or
+	// its request rate is reached; the job tries again shortly.
+	ReasonIssuerBusy = "IssuerBusy"
 	// ReasonPlainHTTPAllowed (InsecureTransport=True): spec.insecureAllowPlainHTTP is set.
 	ReasonPlainHTTPAllowed = "PlainHTTPAllowed"
 	// ReasonInvalidCABundle (Ready=False on issuers): the CA bundle holds no PEM certificate.

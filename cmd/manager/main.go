@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsfilters "sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -18,6 +20,8 @@ import (
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/issuer"
 	"github.com/jobtoken/jobtoken/internal/manager"
+	"github.com/jobtoken/jobtoken/internal/statemetrics"
+	"github.com/jobtoken/jobtoken/internal/version"
 )
 
 func main() {
@@ -36,6 +40,7 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-cancellation CVEs).")
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
 	issuerOpts := issuerFlags(flag.CommandLine)
+	fairUse := fairUseFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -43,7 +48,12 @@ func main() {
 	flag.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 0, "How long a lease is valid without renewal (0: 15s).")
 	flag.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 0, "How long the leader retries renewing before it gives up (0: 10s).")
 	flag.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 0, "How often candidates try to acquire or renew the lease (0: 2s).")
+	printVersion := flag.Bool("version", false, "Print the version and exit.")
 	flag.Parse()
+	if *printVersion {
+		fmt.Println("jobtoken manager", version.Version)
+		return
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
@@ -72,8 +82,17 @@ func main() {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
 	}
-	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}); err != nil {
+	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}
+	if err := fairUse(&cfg); err != nil {
+		log.Error(err, "Invalid flag")
+		os.Exit(1)
+	}
+	if err := controllers.SetupAll(mgr, cfg); err != nil {
 		log.Error(err, "Unable to set up the controllers")
+		os.Exit(1)
+	}
+	if err := statemetrics.Register(mgr, ctrlmetrics.Registry); err != nil {
+		log.Error(err, "Unable to set up the state metrics")
 		os.Exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -84,7 +103,7 @@ func main() {
 		log.Error(err, "Unable to set up the ready check")
 		os.Exit(1)
 	}
-	log.Info("Starting manager", "vaultNamespace", opts.VaultNamespace, "leaderElection", opts.LeaderElection)
+	log.Info("Starting manager", "version", version.Version, "vaultNamespace", opts.VaultNamespace, "leaderElection", opts.LeaderElection)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
@@ -111,6 +130,36 @@ func issuerFlags(fs *flag.FlagSet) func() (controllers.IssuerOptions, error) {
 			return controllers.IssuerOptions{}, fmt.Errorf("--max-token-bytes must be between 1024 and %d, not %d", controllers.MaxTokenBytesLimit, *maxToken)
 		}
 		return controllers.IssuerOptions{HTTP: issuer.HTTPOptions{Timeout: *timeout, RefusedNetworks: nets}, MaxTokenBytes: *maxToken}, nil
+	}
+}
+
+// fairUseFlags binds the flags that share issuers fairly between jobs; the returned
+// function sets them into a Config after parsing.
+func fairUseFlags(fs *flag.FlagSet) func(*controllers.Config) error {
+	concurrency := fs.Int("issuer-max-concurrent-requests", controllers.DefaultIssuerConcurrency,
+		"Most token requests in flight per issuer; keep it below --max-concurrent-reconciles so that one hanging issuer cannot take every worker.")
+	rps := fs.Float64("issuer-requests-per-second", controllers.DefaultIssuerRate, "Most token requests per second per issuer.")
+	burst := fs.Int("issuer-request-burst", controllers.DefaultIssuerBurst, "Token requests an issuer may receive at once above its rate.")
+	rotateNow := fs.Duration("rotate-now-min-interval", controllers.DefaultRotateNowMinInterval,
+		"Shortest time between a job's last rotation and one its rotate-now annotation asks for.")
+	floor := fs.Duration("min-rotation-interval", controllers.DefaultMinRotationGap,
+		"Shortest time between two rotations of one job, however short its tokens live (a shorter-lived token is used until it expires and the job says so in a condition).")
+	return func(cfg *controllers.Config) error {
+		switch {
+		case *concurrency < 1:
+			return fmt.Errorf("--issuer-max-concurrent-requests must be at least 1, not %d", *concurrency)
+		case *rps <= 0:
+			return fmt.Errorf("--issuer-requests-per-second must be positive, not %g", *rps)
+		case *burst < 1:
+			return fmt.Errorf("--issuer-request-burst must be at least 1, not %d", *burst)
+		case *rotateNow <= 0:
+			return fmt.Errorf("--rotate-now-min-interval must be positive, not %s", *rotateNow)
+		case *floor < time.Second:
+			return fmt.Errorf("--min-rotation-interval must be at least 1s, not %s", *floor)
+		}
+		cfg.IssuerLimits = controllers.IssuerLimits{Concurrency: *concurrency, Rate: *rps, Burst: *burst}
+		cfg.RotateNowMinInterval, cfg.MinRotationGap = *rotateNow, *floor
+		return nil
 	}
 }
 

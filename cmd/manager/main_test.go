@@ -65,3 +65,42 @@ func TestMaxTokenBytesFlag(t *testing.T) {
 		t.Fatalf("set %d %v", o.MaxTokenBytes, err)
 	}
 }
+
+// TestFairUseFlags: the per-issuer limits, the rotate-now interval and the rotation
+// floor reach the controllers' Config, with defaults and clear errors.
+func TestFairUseFlags(t *testing.T) {
+	parse := func(args ...string) (controllers.Config, error) {
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		set := fairUseFlags(fs)
+		var cfg controllers.Config
+		if err := fs.Parse(args); err != nil {
+			return cfg, err
+		}
+		return cfg, set(&cfg)
+	}
+	cfg, err := parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IssuerLimits.Concurrency != controllers.DefaultIssuerConcurrency || cfg.RotateNowMinInterval != controllers.DefaultRotateNowMinInterval ||
+		cfg.MinRotationGap != controllers.DefaultMinRotationGap {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	cfg, err = parse("--issuer-max-concurrent-requests=3", "--issuer-requests-per-second=2.5", "--issuer-request-burst=5",
+		"--rotate-now-min-interval=1m", "--min-rotation-interval=15s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := controllers.IssuerLimits{Concurrency: 3, Rate: 2.5, Burst: 5}
+	if cfg.IssuerLimits != want || cfg.RotateNowMinInterval != time.Minute || cfg.MinRotationGap != 15*time.Second {
+		t.Errorf("set: %+v", cfg)
+	}
+	for _, bad := range []string{"--issuer-max-concurrent-requests=0", "--issuer-requests-per-second=0", "--issuer-request-burst=0",
+		"--rotate-now-min-interval=0s", "--min-rotation-interval=100ms"} {
+		name := strings.SplitN(strings.TrimPrefix(bad, "--"), "=", 2)[0]
+		if _, err := parse(bad); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

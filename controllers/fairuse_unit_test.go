@@ -1,0 +1,164 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+)
+
+// TestUnitIssuerGate: an issuer lets through at most its concurrency in flight and its
+// rate over time (burst, then one per 1/rate), issuers do not share gates, and a
+// released slot is free again.
+func TestUnitIssuerGate(t *testing.T) {
+	g := newIssuerGates(IssuerLimits{Concurrency: 2, Rate: 1, Burst: 3})
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r1, busy := g.acquire("a", "A", t0)
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	r2, busy := g.acquire("a", "A", t0)
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	if _, busy := g.acquire("a", "A", t0); busy == nil || !strings.Contains(busy.msg, "2 token requests in flight") {
+		t.Fatalf("a third request in flight was let through: %+v", busy)
+	}
+	if _, busy := g.acquire("b", "B", t0); busy != nil {
+		t.Fatalf("another issuer is held by the first one's limit: %s", busy.msg)
+	}
+	r1()
+	r1() // releasing twice frees one slot only
+	if g.inFlight("a") != 1 {
+		t.Fatalf("in flight %d after one release", g.inFlight("a"))
+	}
+	r3, busy := g.acquire("a", "A", t0) // the third of the burst
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	r2()
+	r3()
+	_, busy = g.acquire("a", "A", t0)
+	if busy == nil || busy.after != time.Second || !strings.Contains(busy.msg, "rate") {
+		t.Fatalf("burst spent: %+v", busy)
+	}
+	if rel, busy := g.acquire("a", "A", t0.Add(time.Second)); busy != nil {
+		t.Fatalf("one per second: %s", busy.msg)
+	} else {
+		rel()
+	}
+	// An idle issuer's gate is dropped.
+	if _, busy := g.acquire("c", "C", t0.Add(time.Hour)); busy != nil {
+		t.Fatal(busy.msg)
+	}
+	g.mu.Lock()
+	_, hasA := g.gates["a"]
+	g.mu.Unlock()
+	if hasA {
+		t.Fatal("the gate of an issuer idle for an hour is kept")
+	}
+}
+
+// TestUnitRotateNowHonoursItsMinimumInterval: the rotate-now annotation is honoured no
+// sooner than the minimum interval after the job's last rotation (or first mint); it
+// stays until then, and a second request right after a rotation waits again.
+func TestUnitRotateNowHonoursItsMinimumInterval(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+	long := func(prefix string) *issuer.TokenSet {
+		ts := u.tokens(prefix)
+		ts.ExpiresAt = ts.IssuedAt.Add(time.Hour) // no scheduled rotation within the test
+		return ts
+	}
+	u.issuer.WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) { return long("minted"), nil })
+	u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return long("refreshed"), nil })
+	u.r.RotateNowMinInterval = 30 * time.Second
+	u.start()
+	request := func() {
+		t.Helper()
+		j := u.job()
+		patch := client.MergeFrom(j.DeepCopy())
+		if j.Annotations == nil {
+			j.Annotations = map[string]string{}
+		}
+		j.Annotations[jobtokenv1alpha1.AnnotationRotateNow] = "now"
+		if err := u.r.Patch(context.Background(), j, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request()
+	u.clock.Step(5 * time.Second)
+	res, err := u.reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := u.job().Status.Rotations; n != 0 {
+		t.Fatalf("rotated %d time(s) 5s after the first mint", n)
+	}
+	if _, still := u.job().Annotations[jobtokenv1alpha1.AnnotationRotateNow]; !still {
+		t.Fatal("the request was dropped instead of deferred")
+	}
+	if res.RequeueAfter != 25*time.Second {
+		t.Fatalf("RequeueAfter %s, want 25s (the rest of the interval)", res.RequeueAfter)
+	}
+	u.clock.Step(25 * time.Second)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if j := u.job(); j.Status.Rotations != 1 || j.Annotations[jobtokenv1alpha1.AnnotationRotateNow] != "" {
+		t.Fatalf("at the interval: rotations %d, annotations %v", j.Status.Rotations, j.Annotations)
+	}
+	request()
+	u.clock.Step(time.Second)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if n := u.job().Status.Rotations; n != 1 {
+		t.Fatalf("a second request 1s after a rotation rotated again (%d)", n)
+	}
+}
+
+// TestUnitLifetimeBelowTheFloor: a token living shorter than the minimum rotation
+// interval is used until it expires and replaced only at the floor, and the job says
+// so in a condition naming the flag.
+func TestUnitLifetimeBelowTheFloor(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+	short := func(prefix string) *issuer.TokenSet {
+		ts := u.tokens(prefix)
+		ts.ExpiresAt = ts.IssuedAt.Add(2 * time.Second)
+		return ts
+	}
+	u.issuer.WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) { return short("minted"), nil })
+	u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return short("refreshed"), nil })
+	u.r.MinRotationGap = 10 * time.Second
+	start := u.clock.Now()
+	u.start()
+	j := u.job()
+	if got := j.Status.NextRotationTime.Time; !got.Equal(start.Add(10 * time.Second)) {
+		t.Fatalf("next rotation %s, want the floor after issue (%s)", got, start.Add(10*time.Second))
+	}
+	c := meta.FindStatusCondition(j.Status.Conditions, jobtokenv1alpha1.ConditionPropagationBudgetUnmet)
+	if c == nil || c.Reason != jobtokenv1alpha1.ReasonTokenLifetimeTooShort || !strings.Contains(c.Message, "--min-rotation-interval") {
+		t.Fatalf("condition %+v", c)
+	}
+	u.clock.Step(5 * time.Second) // the token has expired; the floor is not reached
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if calls := u.issuer.Calls(); len(calls) != 1 {
+		t.Fatalf("issuer calls before the floor: %v", calls)
+	}
+	u.clock.Step(5 * time.Second)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if calls := u.issuer.Calls(); len(calls) != 2 || calls[1] != "refresh" {
+		t.Fatalf("issuer calls at the floor: %v", calls)
+	}
+}

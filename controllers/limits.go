@@ -1,0 +1,124 @@
+package controllers
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Fair use of shared issuers: each issuer has a gate with a cap on concurrent token
+// requests and a token-bucket rate (golang.org/x/time/rate). A job that finds its
+// issuer's gate closed waits (RequeueAfter) instead of holding a worker, so one issuer
+// that hangs, or one tenant's hundreds of jobs, cannot take every worker from the jobs
+// of other issuers, and a rotate-now loop cannot hammer the identity provider.
+
+const (
+	// DefaultIssuerConcurrency is how many token requests one issuer may have in flight:
+	// below the default number of workers (4), so that others always keep some.
+	DefaultIssuerConcurrency = 2
+	// DefaultIssuerRate and DefaultIssuerBurst bound the token requests per issuer.
+	DefaultIssuerRate  = 20
+	DefaultIssuerBurst = 40
+	// issuerBusyRetry is how soon a job whose issuer had no free slot looks again.
+	issuerBusyRetry = time.Second
+	// gateIdle is how long an unused gate is kept (a deleted issuer's gate goes then).
+	gateIdle = 10 * time.Minute
+)
+
+// IssuerLimits bound the token requests sent to each issuer.
+type IssuerLimits struct {
+	// Concurrency is the most requests in flight per issuer (default DefaultIssuerConcurrency).
+	Concurrency int
+	// Rate is the most requests per second per issuer, with Burst (defaults
+	// DefaultIssuerRate, DefaultIssuerBurst).
+	Rate  float64
+	Burst int
+}
+
+func (l IssuerLimits) withDefaults() IssuerLimits {
+	if l.Concurrency <= 0 {
+		l.Concurrency = DefaultIssuerConcurrency
+	}
+	if l.Rate <= 0 {
+		l.Rate = DefaultIssuerRate
+	}
+	if l.Burst <= 0 {
+		l.Burst = DefaultIssuerBurst
+	}
+	return l
+}
+
+// issuerGates holds one gate per issuer UID.
+type issuerGates struct {
+	limits IssuerLimits
+
+	mu    sync.Mutex
+	gates map[types.UID]*issuerGate
+}
+
+type issuerGate struct {
+	inFlight int
+	rate     *rate.Limiter
+	lastUsed time.Time
+}
+
+func newIssuerGates(l IssuerLimits) *issuerGates {
+	return &issuerGates{limits: l.withDefaults(), gates: map[types.UID]*issuerGate{}}
+}
+
+// issuerBusy says why a request was not let through, and when to try again.
+type issuerBusy struct {
+	after time.Duration
+	msg   string
+}
+
+// acquire lets one request to the issuer through, without waiting: it returns the
+// function that gives the slot back, or why not and when to try again.
+func (g *issuerGates) acquire(uid types.UID, name string, now time.Time) (func(), *issuerBusy) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id, gt := range g.gates {
+		if gt.inFlight == 0 && now.Sub(gt.lastUsed) > gateIdle {
+			delete(g.gates, id)
+		}
+	}
+	gt, ok := g.gates[uid]
+	if !ok {
+		gt = &issuerGate{rate: rate.NewLimiter(rate.Limit(g.limits.Rate), g.limits.Burst)}
+		g.gates[uid] = gt
+	}
+	gt.lastUsed = now
+	if gt.inFlight >= g.limits.Concurrency {
+		return nil, &issuerBusy{after: issuerBusyRetry, msg: fmt.Sprintf(
+			"%s has %d token requests in flight, its limit (--issuer-max-concurrent-requests); waiting for one to end", name, gt.inFlight)}
+	}
+	// The limiter is read at the injected clock's time.
+	r := gt.rate.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, &issuerBusy{after: d, msg: fmt.Sprintf(
+			"%s is at its token request rate (--issuer-requests-per-second %g); trying again in %s", name, g.limits.Rate, d.Round(time.Millisecond))}
+	}
+	gt.inFlight++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			gt.inFlight--
+			g.mu.Unlock()
+		})
+	}, nil
+}
+
+// inFlight is how many requests hold a slot of the issuer's gate (for tests).
+func (g *issuerGates) inFlight(uid types.UID) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gt, ok := g.gates[uid]; ok {
+		return gt.inFlight
+	}
+	return 0
+}
