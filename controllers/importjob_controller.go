@@ -55,19 +55,19 @@ const (
 
 // Defaults of the reconciler's tunables.
 const (
-	DefaultRevocationBudget   = 3 * time.Minute
-	DefaultMinRotationGap     = time.Second
-	DefaultMaxRetryBackoff    = 5 * time.Minute
-	DefaultClientMaxAge       = 10 * time.Minute
+	DefaultRevocationBudget = 3 * time.Minute
+	DefaultMinRotationGap   = time.Second
+	DefaultMaxRetryBackoff  = 5 * time.Minute
+	DefaultClientMaxAge     = 10 * time.Minute
 	// DefaultRotateNowMinInterval keeps a rotate-now loop from rotating a job more often.
 	DefaultRotateNowMinInterval = 30 * time.Second
-	defaultPropagationBudget  = 30 * time.Second
-	defaultFraction           = 0.7
-	defaultJitter             = 0.1
-	fieldOwner                = "jobtoken"
-	indexIssuerRef            = "spec.issuerRef"
-	firstRetryBackoff         = time.Second
-	maxRevocationRetryBackoff = 30 * time.Second
+	defaultPropagationBudget    = 30 * time.Second
+	defaultFraction             = 0.7
+	defaultJitter               = 0.1
+	fieldOwner                  = "jobtoken"
+	indexIssuerRef              = "spec.issuerRef"
+	firstRetryBackoff           = time.Second
+	maxRevocationRetryBackoff   = 30 * time.Second
 )
 
 // ImportJobReconciler mints, rotates and revokes the tokens of ImportJobs.
