@@ -103,7 +103,7 @@ hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the inter
 CHAOS_PKG := ./internal/chaos
 
 .PHONY: test
-test: manifests generate envtest hydra ## Run every test against the real kube-apiserver and Hydra (race detector on).
+test: manifests generate envtest hydra promrules ## Run every test against the real kube-apiserver and Hydra (race detector on).
 	@mkdir -p $(BIN)
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/internal/chaos$$') 2>&1 | tee $(BIN)/test.log
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(CHAOS_PKG) 2>&1 | tee -a $(BIN)/test.log
@@ -200,6 +200,29 @@ node: envtest node-bins image ## Run a real single-node cluster (root, Linux) un
 
 E2E_FLAGS ?=
 .PHONY: e2e
-e2e: envtest node-bins image ## End-to-end on a real single-node cluster (root, Linux; about 10 minutes): the manager image deployed with config/default, real worker pods, failover, revocation (E2E_FLAGS="--help" lists the flags).
+e2e: envtest node-bins image ## End-to-end on a real single-node cluster (root, Linux; about 5 minutes once built, 25 or more the first time): the manager image deployed with config/default, real worker pods, failover, revocation (E2E_FLAGS="--help" lists the flags).
 	go build -o $(BIN)/e2e ./cmd/e2e
 	$(BIN)/e2e --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) --kubectl $(KUBECTL) $(E2E_FLAGS)
+
+##@ Operate
+
+# hack/promrules is a module of its own (Prometheus's rule-file and PromQL packages pull in
+# much that the operator does not need); its go.mod pins the Prometheus release.
+PROMETHEUS_VERSION := $(shell awk '$$1 == "github.com/prometheus/prometheus" {print $$2}' hack/promrules/go.mod)
+PROMRULES := $(BIN)/promrules-$(PROMETHEUS_VERSION)
+export PROMRULES_BIN := $(PROMRULES)
+
+$(PROMRULES): hack/promrules/main.go hack/promrules/go.mod hack/promrules/go.sum
+	@mkdir -p $(BIN)
+	cd hack/promrules && go build -trimpath -o $@ .
+
+.PHONY: promrules
+promrules: $(PROMRULES) ## Build the checker of config/prometheus/rules.yaml and the Grafana dashboard (Prometheus's parsers and PromQL engine).
+	$(PROMRULES) -rules config/prometheus/rules.yaml -dashboard config/grafana/jobtoken-dashboard.json > /dev/null
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_LDFLAGS := -X github.com/jobtoken/jobtoken/internal/version.Version=$(VERSION)
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-jobtoken (kubectl jobtoken, docs/kubectl-plugin.md).
+	go build -ldflags="$(VERSION_LDFLAGS)" -o $(BIN)/kubectl-jobtoken ./cmd/kubectl-jobtoken

@@ -17,10 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/jobtoken/jobtoken/internal/scheme"
+	"github.com/jobtoken/jobtoken/internal/version"
 )
-
-// Version is stamped by the build (-ldflags -X); "dev" otherwise.
-var Version = "dev"
 
 // options are what every command shares.
 type options struct {
@@ -44,7 +42,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Short: "See and act on jobtoken ImportJobs and their credentials",
 		Long: `kubectl jobtoken shows the credentials jobtoken keeps for ImportJobs and acts on them.
 It never prints a token: it reads ImportJobs and their Events, never Secrets.`,
-		Version:       Version,
+		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

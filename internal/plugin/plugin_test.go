@@ -17,21 +17,16 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
-	"github.com/jobtoken/jobtoken/controllers"
-	"github.com/jobtoken/jobtoken/internal/devissuer"
-	"github.com/jobtoken/jobtoken/internal/manager"
 	"github.com/jobtoken/jobtoken/internal/testenv"
+	"github.com/jobtoken/jobtoken/internal/testenv/optest"
 )
 
 var (
@@ -65,14 +60,15 @@ func plugin(ctx context.Context, args ...string) (string, string, error) {
 func TestPluginCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	h := newHarness(t, ctx)
-	job := h.runningJob("marc-import")
+	op := optest.Start(t, ctx, env, shipped, optest.Options{})
+	job := op.RunningJob(ctx, "marc-import")
+	getJob := func() *jobtokenv1alpha1.ImportJob { return op.Job(ctx, job.Name) }
 
 	// A person's kubeconfig: a client certificate for the user the roles are bound to,
 	// who may edit the namespace's workloads (the admission policies want create on Jobs
 	// from whoever changes an ImportJob) and ImportJobs, and list its events.
 	const person = "import-operator"
-	if _, err := env.Tenant(ctx, h.ns, person, testenv.Grants{
+	if _, err := env.Tenant(ctx, op.Namespace, person, testenv.Grants{
 		ClusterRoles: []string{"system:aggregate-to-edit", "jobtoken-importjob-editor-role"},
 		Rules:        []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}}},
 	}); err != nil {
@@ -90,7 +86,7 @@ func TestPluginCommands(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	flags := []string{"--kubeconfig", kubeconfig, "-n", h.ns}
+	flags := []string{"--kubeconfig", kubeconfig, "-n", op.Namespace}
 	var outputs []string
 	run := func(args ...string) (string, error) {
 		t.Helper()
@@ -121,11 +117,11 @@ func TestPluginCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(list.Items) != 1 || list.Items[0].Chain != ChainHealthy || list.Items[0].ExpiresInSeconds == nil ||
-		*list.Items[0].ExpiresInSeconds <= 0 || *list.Items[0].ExpiresInSeconds > int64(h.ttl/time.Second) {
+		*list.Items[0].ExpiresInSeconds <= 0 || *list.Items[0].ExpiresInSeconds > int64(op.TTL/time.Second) {
 		t.Errorf("status -o json: %+v", list)
 	}
 	var yamlList StatusList
-	if err := yaml.Unmarshal([]byte(mustRun("status", "-o", "yaml")), &yamlList); err != nil || len(yamlList.Items) != 1 || yamlList.Items[0].Namespace != h.ns {
+	if err := yaml.Unmarshal([]byte(mustRun("status", "-o", "yaml")), &yamlList); err != nil || len(yamlList.Items) != 1 || yamlList.Items[0].Namespace != op.Namespace {
 		t.Errorf("status -o yaml: %+v (%v)", yamlList, err)
 	}
 	// -A needs cluster-wide list rights the person lacks: the API's refusal is shown.
@@ -140,9 +136,9 @@ func TestPluginCommands(t *testing.T) {
 	}
 
 	// rotate: a new token revision, its expiry printed.
-	before := h.getJob(job.Name)
+	before := getJob()
 	out := mustRun("rotate", "marc-import")
-	after := h.getJob(job.Name)
+	after := getJob()
 	if after.Status.TokenRevision <= before.Status.TokenRevision || after.Status.Rotations+after.Status.Remints <= before.Status.Rotations+before.Status.Remints {
 		t.Errorf("rotate returned but the job was not rotated: revision %d -> %d", before.Status.TokenRevision, after.Status.TokenRevision)
 	}
@@ -163,26 +159,26 @@ func TestPluginCommands(t *testing.T) {
 
 	// revoke: the pair held now dies at the issuer, the Secret goes, the Job stays.
 	ws := &corev1.Secret{}
-	h.must(env.Client.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: after.Status.SecretName}, ws))
+	must(t, env.Client.Get(ctx, client.ObjectKey{Namespace: op.Namespace, Name: after.Status.SecretName}, ws))
 	held := string(ws.Data[jobtokenv1alpha1.KeyAccessToken])
-	if !h.issuer.Active(held) {
+	if !op.Issuer.Active(held) {
 		t.Fatal("the held access token is inactive before revoke: the check would prove nothing")
 	}
 	out = mustRun("revoke", "marc-import")
 	if !strings.Contains(out, "importjob/marc-import revoked: phase Expired") {
 		t.Errorf("revoke printed %q", out)
 	}
-	ended := h.getJob(job.Name)
+	ended := getJob()
 	if ended.Status.Phase != jobtokenv1alpha1.PhaseExpired || !meta.IsStatusConditionTrue(ended.Status.Conditions, jobtokenv1alpha1.ConditionRevoked) {
 		t.Errorf("after revoke: phase %s, conditions %+v", ended.Status.Phase, ended.Status.Conditions)
 	}
-	if h.issuer.Active(held) {
+	if op.Issuer.Active(held) {
 		t.Errorf("the access token is still active at the issuer after revoke")
 	}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ws), &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the worker Secret is still there after revoke (err %v)", err)
 	}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: ended.Status.JobName}, &batchv1.Job{}); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: op.Namespace, Name: ended.Status.JobName}, &batchv1.Job{}); err != nil {
 		t.Errorf("revoke removed the batch Job: %v", err)
 	}
 	if !regexp.MustCompile(`(?m)^marc-import\s+Expired\s+-\s+.*\s+Revoked$`).MatchString(mustRun("status")) {
@@ -200,118 +196,21 @@ func TestPluginCommands(t *testing.T) {
 
 	// Nothing the plugin printed holds a token.
 	all := strings.Join(outputs, "\n")
-	for _, tok := range h.issuer.Issued().All() {
+	for _, tok := range op.Issuer.Issued().All() {
 		if strings.Contains(all, tok) {
 			t.Fatalf("the plugin printed token bytes")
 		}
 	}
-	if len(h.issuer.Issued().All()) < 2 {
-		t.Fatalf("the issuer issued %d tokens: the output scan would prove nothing", len(h.issuer.Issued().All()))
+	if len(op.Issuer.Issued().All()) < 2 {
+		t.Fatalf("the issuer issued %d tokens: the output scan would prove nothing", len(op.Issuer.Issued().All()))
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
-
-// harness is the development issuer, a namespace with a TokenIssuer on it, and the real
-// manager acting as its shipped ServiceAccount.
-type harness struct {
-	t      *testing.T
-	ctx    context.Context
-	ns     string
-	ttl    time.Duration
-	issuer *devissuer.Server
-}
-
-func newHarness(t *testing.T, ctx context.Context) *harness {
-	t.Helper()
-	h := &harness{t: t, ctx: ctx, ttl: time.Minute}
-	srv, err := devissuer.New(devissuer.Config{
-		AccessTokenTTL: h.ttl, Clients: map[string]string{"jobs": "jobs-secret"}, RecordTokens: true,
-	})
-	h.must(err)
-	h.must(srv.Start("127.0.0.1:0"))
-	t.Cleanup(func() { _ = srv.Close() })
-	h.issuer = srv
-
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "plugin-"}}
-	h.must(env.Client.Create(ctx, ns))
-	h.ns = ns.Name
-	h.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "client"},
-		Data:       map[string][]byte{"client-secret": []byte("jobs-secret")},
-	}))
-	// Unstructured, so that the development issuer's plain http is allowed explicitly
-	// where the API has that switch (an unknown field is dropped where it has not).
-	h.must(env.Client.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "jobtoken.dev/v1alpha1", "kind": "TokenIssuer",
-		"metadata": map[string]any{"namespace": h.ns, "name": "dev"},
-		"spec": map[string]any{"insecureAllowPlainHTTP": true, "oauth2": map[string]any{
-			"issuerURL": srv.URL(), "clientID": "jobs", "clientAuth": string(jobtokenv1alpha1.ClientAuthSecretBasic),
-			"clientSecretRef": map[string]any{"name": "client"},
-		}},
-	}}))
-
-	logger := zap.New(zap.WriteTo(&testenv.LogBuffer{}))
-	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
-		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
-	})
-	h.must(err)
-	h.must(controllers.SetupAll(mgr, controllers.Config{VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second}))
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mctx); err != nil {
-			t.Errorf("manager stopped: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("the manager did not stop within 30s")
-		}
-	})
-	return h
-}
-
-func (h *harness) must(err error) {
-	h.t.Helper()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-}
-
-// runningJob creates a ClientCredentials ImportJob and waits until it runs.
-func (h *harness) runningJob(name string) *jobtokenv1alpha1.ImportJob {
-	h.t.Helper()
-	job := &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef:   jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: "dev"},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{Grant: jobtokenv1alpha1.GrantClientCredentials},
-			Rotation:    jobtokenv1alpha1.RotationSpec{Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second}},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "worker", Image: "busybox"}},
-			}}}},
-		},
-	}
-	h.must(env.Client.Create(h.ctx, job))
-	deadline := time.Now().Add(30 * time.Second)
-	for h.getJob(name).Status.Phase != jobtokenv1alpha1.PhaseRunning {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%s not Running after 30s: %+v", name, h.getJob(name).Status)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return h.getJob(name)
-}
-
-func (h *harness) getJob(name string) *jobtokenv1alpha1.ImportJob {
-	h.t.Helper()
-	job := &jobtokenv1alpha1.ImportJob{}
-	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, job))
-	return job
-}

@@ -1,0 +1,227 @@
+// Package optest runs the operator for tests outside the controllers package: the
+// development issuer on 127.0.0.1, a namespace with a TokenIssuer on it, and the real
+// manager (internal/manager and controllers.SetupAll) acting as the ServiceAccount
+// config/default ships.
+package optest
+
+import (
+	"context"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/controllers"
+	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/manager"
+	"github.com/jobtoken/jobtoken/internal/testenv"
+)
+
+// Options tune Start.
+type Options struct {
+	// AccessTokenTTL is the issuer's access token lifetime (default one minute).
+	AccessTokenTTL time.Duration
+	// Setup, when set, is called with the manager before it starts (to register more
+	// runnables or metrics).
+	Setup func(ctrl.Manager) error
+}
+
+// Operator is a running issuer, namespace and manager; Start stops them when the test ends.
+type Operator struct {
+	t         testing.TB
+	env       *testenv.Env
+	Issuer    *devissuer.Server
+	Namespace string
+	// VaultNamespace is the operator's namespace (its stored chains).
+	VaultNamespace string
+	TTL            time.Duration
+	Logs           *testenv.LogBuffer
+}
+
+// IssuerName is the TokenIssuer Start creates in the namespace.
+const IssuerName = "dev"
+
+// Start starts the development issuer, creates a namespace with a client Secret and a
+// TokenIssuer on the issuer, and runs the manager as shipped's ServiceAccount.
+func Start(t testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv.Shipped, opts Options) *Operator {
+	t.Helper()
+	o := &Operator{t: t, env: env, VaultNamespace: shipped.Namespace, TTL: opts.AccessTokenTTL, Logs: &testenv.LogBuffer{}}
+	if o.TTL == 0 {
+		o.TTL = time.Minute
+	}
+	srv, err := devissuer.New(devissuer.Config{
+		AccessTokenTTL: o.TTL, Clients: map[string]string{"jobs": "jobs-secret"}, Users: map[string]string{"importer": "importer-password"},
+		RecordTokens: true,
+	})
+	o.must(err)
+	o.must(srv.Start("127.0.0.1:0"))
+	t.Cleanup(func() { _ = srv.Close() })
+	o.Issuer = srv
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "optest-"}}
+	o.must(env.Client.Create(ctx, ns))
+	o.Namespace = ns.Name
+	o.must(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: "client"},
+		Data:       map[string][]byte{"client-secret": []byte("jobs-secret")},
+	}))
+	o.must(env.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: "user"},
+		Data:       map[string][]byte{"username": []byte("importer"), "password": []byte("importer-password")},
+	}))
+	// Unstructured, so that the development issuer's plain http is allowed explicitly
+	// where the API has that switch (an unknown field is dropped where it has not).
+	o.must(env.Client.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "jobtoken.dev/v1alpha1", "kind": "TokenIssuer",
+		"metadata": map[string]any{"namespace": o.Namespace, "name": IssuerName},
+		"spec": map[string]any{"insecureAllowPlainHTTP": true, "oauth2": map[string]any{
+			"issuerURL": srv.URL(), "clientID": "jobs", "clientAuth": string(jobtokenv1alpha1.ClientAuthSecretBasic),
+			"clientSecretRef": map[string]any{"name": "client"},
+		}},
+	}}))
+
+	logger := zap.New(zap.WriteTo(o.Logs))
+	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
+		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
+	})
+	o.must(err)
+	o.must(controllers.SetupAll(mgr, controllers.Config{VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second}))
+	if opts.Setup != nil {
+		o.must(opts.Setup(mgr))
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(mctx); err != nil {
+			t.Errorf("manager stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("the manager did not stop within 30s")
+		}
+	})
+	return o
+}
+
+func (o *Operator) must(err error) {
+	o.t.Helper()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// ImportJob returns an ImportJob on the issuer with the Password grant of a system user
+// (so it holds a refresh chain), rotated at 70% of the token's life without jitter, with
+// a one-second propagation budget.
+func (o *Operator) ImportJob(name string) *jobtokenv1alpha1.ImportJob {
+	return &jobtokenv1alpha1.ImportJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: name},
+		Spec: jobtokenv1alpha1.ImportJobSpec{
+			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: IssuerName},
+			Credentials: jobtokenv1alpha1.CredentialsSpec{
+				Grant:    jobtokenv1alpha1.GrantPassword,
+				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}},
+			},
+			Rotation: jobtokenv1alpha1.RotationSpec{Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second}},
+			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "worker", Image: "busybox"}},
+			}}}},
+		},
+	}
+}
+
+// RunningJob creates o.ImportJob(name) and waits, up to 30 s, until it runs.
+func (o *Operator) RunningJob(ctx context.Context, name string) *jobtokenv1alpha1.ImportJob {
+	o.t.Helper()
+	o.must(o.env.Client.Create(ctx, o.ImportJob(name)))
+	o.Eventually(30*time.Second, name+" Running", func() bool {
+		return o.Job(ctx, name).Status.Phase == jobtokenv1alpha1.PhaseRunning
+	})
+	return o.Job(ctx, name)
+}
+
+// Job reads an ImportJob of the namespace.
+func (o *Operator) Job(ctx context.Context, name string) *jobtokenv1alpha1.ImportJob {
+	o.t.Helper()
+	job := &jobtokenv1alpha1.ImportJob{}
+	o.must(o.env.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: name}, job))
+	return job
+}
+
+// Eventually polls cond every 100 ms until it holds, failing the test after timeout.
+func (o *Operator) Eventually(timeout time.Duration, what string, cond func() bool) {
+	o.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			o.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// CompleteJob marks the ImportJob's batch Job Complete, as the job controller would
+// (envtest runs none).
+func (o *Operator) CompleteJob(ctx context.Context, importJob string) {
+	o.t.Helper()
+	name := o.Job(ctx, importJob).Status.JobName
+	j := &batchv1.Job{}
+	o.must(o.env.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: name}, j))
+	now := metav1.Now()
+	j.Status.StartTime = &now
+	j.Status.CompletionTime = &now
+	j.Status.Succeeded = 1
+	j.Status.Conditions = []batchv1.JobCondition{
+		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
+		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
+	}
+	o.must(o.env.Client.Status().Update(ctx, j))
+}
+
+// KillChain revokes the ImportJob's stored refresh token at the issuer (RFC 7009), as an
+// administrator of the issuer would: the job's next refresh is refused (invalid_grant).
+func (o *Operator) KillChain(ctx context.Context, importJob string) {
+	o.t.Helper()
+	list := &corev1.SecretList{}
+	o.must(o.env.Client.List(ctx, list, client.InNamespace(o.VaultNamespace), client.MatchingLabels{
+		jobtokenv1alpha1.LabelImportJobNamespace: o.Namespace, jobtokenv1alpha1.LabelImportJobName: importJob,
+	}))
+	if len(list.Items) != 1 {
+		o.t.Fatalf("%d stored chains for %s, want 1", len(list.Items), importJob)
+	}
+	rt := list.Items[0].Data["refresh_token"]
+	if len(rt) == 0 {
+		keys := slices.Sorted(maps.Keys(list.Items[0].Data))
+		o.t.Fatalf("the stored chain of %s holds no refresh token (keys %v)", importJob, keys)
+	}
+	form := url.Values{"token": {string(rt)}, "token_type_hint": {"refresh_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.Issuer.URL()+"/revoke", strings.NewReader(form.Encode()))
+	o.must(err)
+	req.SetBasicAuth("jobs", "jobs-secret")
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	o.must(err)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		o.t.Fatalf("revoke at the issuer: %s", resp.Status)
+	}
+}
