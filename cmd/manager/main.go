@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -39,6 +40,7 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-cancellation CVEs).")
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
 	issuerOpts := issuerFlags(flag.CommandLine)
+	fairUse := fairUseFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -80,7 +82,12 @@ func main() {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
 	}
-	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}); err != nil {
+	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}
+	if err := fairUse(&cfg); err != nil {
+		log.Error(err, "Invalid flag")
+		os.Exit(1)
+	}
+	if err := controllers.SetupAll(mgr, cfg); err != nil {
 		log.Error(err, "Unable to set up the controllers")
 		os.Exit(1)
 	}
@@ -123,6 +130,36 @@ func issuerFlags(fs *flag.FlagSet) func() (controllers.IssuerOptions, error) {
 			return controllers.IssuerOptions{}, fmt.Errorf("--max-token-bytes must be between 1024 and %d, not %d", controllers.MaxTokenBytesLimit, *maxToken)
 		}
 		return controllers.IssuerOptions{HTTP: issuer.HTTPOptions{Timeout: *timeout, RefusedNetworks: nets}, MaxTokenBytes: *maxToken}, nil
+	}
+}
+
+// fairUseFlags binds the flags that share issuers fairly between jobs; the returned
+// function sets them into a Config after parsing.
+func fairUseFlags(fs *flag.FlagSet) func(*controllers.Config) error {
+	concurrency := fs.Int("issuer-max-concurrent-requests", controllers.DefaultIssuerConcurrency,
+		"Most token requests in flight per issuer; keep it below --max-concurrent-reconciles so that one hanging issuer cannot take every worker.")
+	rps := fs.Float64("issuer-requests-per-second", controllers.DefaultIssuerRate, "Most token requests per second per issuer.")
+	burst := fs.Int("issuer-request-burst", controllers.DefaultIssuerBurst, "Token requests an issuer may receive at once above its rate.")
+	rotateNow := fs.Duration("rotate-now-min-interval", controllers.DefaultRotateNowMinInterval,
+		"Shortest time between a job's last rotation and one its rotate-now annotation asks for.")
+	floor := fs.Duration("min-rotation-interval", controllers.DefaultMinRotationGap,
+		"Shortest time between two rotations of one job, however short its tokens live (a shorter-lived token is used until it expires and the job says so in a condition).")
+	return func(cfg *controllers.Config) error {
+		switch {
+		case *concurrency < 1:
+			return fmt.Errorf("--issuer-max-concurrent-requests must be at least 1, not %d", *concurrency)
+		case *rps <= 0:
+			return fmt.Errorf("--issuer-requests-per-second must be positive, not %g", *rps)
+		case *burst < 1:
+			return fmt.Errorf("--issuer-request-burst must be at least 1, not %d", *burst)
+		case *rotateNow <= 0:
+			return fmt.Errorf("--rotate-now-min-interval must be positive, not %s", *rotateNow)
+		case *floor < time.Second:
+			return fmt.Errorf("--min-rotation-interval must be at least 1s, not %s", *floor)
+		}
+		cfg.IssuerLimits = controllers.IssuerLimits{Concurrency: *concurrency, Rate: *rps, Burst: *burst}
+		cfg.RotateNowMinInterval, cfg.MinRotationGap = *rotateNow, *floor
+		return nil
 	}
 }
 
