@@ -322,6 +322,18 @@ func (r *ImportJobReconciler) stepValidate(_ context.Context, s *scope) error {
 	if err := validateTemplate(s.job); err != nil {
 		return terminal(jobtokenv1alpha1.ReasonInvalidSpec, err.Error())
 	}
+	// A warning, not a refusal: a container that never reads the token (a sidecar) may
+	// run as any user.
+	conds := &s.job.Status.Conditions
+	if msg := unreadableTokenFile(s.job); msg != "" {
+		if !meta.IsStatusConditionTrue(*conds, jobtokenv1alpha1.ConditionTokenFileUnreadable) {
+			r.event(s.job, corev1.EventTypeWarning, jobtokenv1alpha1.ReasonNoFSGroup, "Validate", "%s", msg)
+		}
+		meta.SetStatusCondition(conds, metav1.Condition{Type: jobtokenv1alpha1.ConditionTokenFileUnreadable, Status: metav1.ConditionTrue,
+			Reason: jobtokenv1alpha1.ReasonNoFSGroup, Message: msg, ObservedGeneration: s.job.Generation})
+	} else {
+		meta.RemoveStatusCondition(conds, jobtokenv1alpha1.ConditionTokenFileUnreadable)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -28,6 +29,53 @@ func ownedLabels(job *jobtokenv1alpha1.ImportJob, role string) map[string]string
 
 func controllerRef(job *jobtokenv1alpha1.ImportJob) metav1.OwnerReference {
 	return *metav1.NewControllerRef(job, jobtokenv1alpha1.GroupVersion.WithKind("ImportJob"))
+}
+
+// unreadableTokenFile names the first container that runs as a non-root user in a pod
+// without fsGroup: the token files are owned by root with mode 0400, and only fsGroup
+// makes the kubelet hand them to a group the worker is in (mode 0440). Such a worker
+// cannot read its token, and the fix must not be to run it as root. A container whose
+// user is left to its image is not judged. Empty when every container can read it.
+func unreadableTokenFile(job *jobtokenv1alpha1.ImportJob) string {
+	pod := job.Spec.Template.Spec.Template.Spec
+	var podUser *int64
+	podNonRoot := false
+	if psc := pod.SecurityContext; psc != nil {
+		if psc.FSGroup != nil {
+			return ""
+		}
+		podUser, podNonRoot = psc.RunAsUser, ptr.Deref(psc.RunAsNonRoot, false)
+	}
+	for _, group := range []struct {
+		field      string
+		containers []corev1.Container
+	}{{"initContainers", pod.InitContainers}, {"containers", pod.Containers}} {
+		for _, c := range group.containers {
+			user, nonRoot := podUser, podNonRoot
+			if csc := c.SecurityContext; csc != nil {
+				if csc.RunAsUser != nil {
+					user = csc.RunAsUser
+				}
+				if csc.RunAsNonRoot != nil {
+					nonRoot = *csc.RunAsNonRoot
+				}
+			}
+			who := ""
+			switch {
+			case user != nil && *user != 0:
+				who = "user " + strconv.FormatInt(*user, 10)
+			case user == nil && nonRoot:
+				who = "a non-root user (runAsNonRoot)"
+			default:
+				continue
+			}
+			return fmt.Sprintf("%s %q runs as %s but the pod template sets no securityContext.fsGroup "+
+				"(spec.template.spec.template.spec.securityContext.fsGroup): the token files are owned by root with mode 0400 "+
+				"and it cannot read them; set fsGroup (for example to the worker's group) rather than running it as root",
+				strings.TrimSuffix(group.field, "s"), c.Name, who)
+		}
+	}
+	return ""
 }
 
 // validateTemplate refuses templates that mount the token themselves, which admission

@@ -35,6 +35,10 @@ const (
 	// lifetime is shorter than the propagation budget, so workers may briefly read an
 	// expired token; the operator rotates as early as it can.
 	ConditionPropagationBudgetUnmet = "PropagationBudgetUnmet"
+	// ConditionTokenFileUnreadable (abnormal-true) is True when a container of the
+	// template runs as a non-root user in a pod without fsGroup, so it cannot read the
+	// token files (owned by root, mode 0400); absent otherwise.
+	ConditionTokenFileUnreadable = "TokenFileUnreadable"
 	// ConditionInsecureTransport (abnormal-true, on issuers) is True while the issuer
 	// allows credentials and tokens over plain http (spec.insecureAllowPlainHTTP); it is
 	// absent otherwise.
@@ -81,6 +85,8 @@ const (
 	// ReasonSecretNotAllowed (Ready=False on issuers, Reconciling on ImportJobs): a Secret
 	// reference names one of the operator's stored token chains, which is never an input.
 	ReasonSecretNotAllowed = "SecretNotAllowed"
+	// ReasonNoFSGroup (TokenFileUnreadable=True): a non-root container in a pod without fsGroup.
+	ReasonNoFSGroup = "NoFSGroup"
 	// ReasonIssuerBusy (Reconciling): the issuer's limit of concurrent token requests or
 	// its request rate is reached; the job tries again shortly.
 	ReasonIssuerBusy = "IssuerBusy"
