@@ -31,7 +31,7 @@ func TestShippedRBACIsTheExpectedList(t *testing.T) {
 	var (
 		sa       string
 		roles    = map[string][]rbacv1.PolicyRule{} // "ClusterRole/name" or "Role/ns/name"
-		bindings []rbacv1.RoleBinding                // ClusterRoleBindings get an empty namespace
+		bindings []rbacv1.RoleBinding               // ClusterRoleBindings get an empty namespace
 	)
 	for _, o := range objs {
 		switch o.GetKind() {

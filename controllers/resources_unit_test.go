@@ -28,7 +28,9 @@ func TestUnitClientCacheDropsUnusedIssuers(t *testing.T) {
 	}
 	c := newClientCache(factory, nil, 10*time.Minute)
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	ref := func(uid string) *issuerRef { return &issuerRef{Name: "TokenIssuer/ns/" + uid, UID: types.UID(uid), Generation: 1} }
+	ref := func(uid string) *issuerRef {
+		return &issuerRef{Name: "TokenIssuer/ns/" + uid, UID: types.UID(uid), Generation: 1}
+	}
 	for i, uid := range []string{"a", "b", "c"} {
 		if _, err := c.get(context.Background(), ref(uid), t0.Add(time.Duration(i)*time.Minute)); err != nil {
 			t.Fatal(err)
