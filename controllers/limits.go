@@ -19,8 +19,9 @@ const (
 	// DefaultIssuerConcurrency is how many token requests one issuer may have in flight:
 	// below the default number of workers (4), so that others always keep some.
 	DefaultIssuerConcurrency = 2
-	// DefaultIssuerRate and DefaultIssuerBurst bound the token requests per issuer.
-	DefaultIssuerRate  = 20
+	// DefaultIssuerRate is the most token requests per second per issuer.
+	DefaultIssuerRate = 20
+	// DefaultIssuerBurst is how many token requests an issuer may get at once above its rate.
 	DefaultIssuerBurst = 40
 	// issuerBusyRetry is how soon a job whose issuer had no free slot looks again.
 	issuerBusyRetry = time.Second
