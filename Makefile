@@ -103,7 +103,7 @@ hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the inter
 CHAOS_PKG := ./internal/chaos
 
 .PHONY: test
-test: manifests generate envtest hydra promrules ## Run every test against the real kube-apiserver and Hydra (race detector on).
+test: manifests generate envtest hydra promrules helm ## Run every test against the real kube-apiserver and Hydra (race detector on).
 	@mkdir -p $(BIN)
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/internal/chaos$$') 2>&1 | tee $(BIN)/test.log
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(CHAOS_PKG) 2>&1 | tee -a $(BIN)/test.log
@@ -226,3 +226,29 @@ VERSION_LDFLAGS := -X github.com/jobtoken/jobtoken/internal/version.Version=$(VE
 .PHONY: plugin
 plugin: ## Build the kubectl plugin into bin/kubectl-jobtoken (kubectl jobtoken, docs/kubectl-plugin.md).
 	go build -ldflags="$(VERSION_LDFLAGS)" -o $(BIN)/kubectl-jobtoken ./cmd/kubectl-jobtoken
+
+HELM_VERSION ?= v3.22.0
+HELM := $(BIN)/helm-$(HELM_VERSION)
+export HELM_BIN := $(HELM)
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN)/.tmp-helm go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.tmp-helm/helm $@ && rmdir $(BIN)/.tmp-helm
+
+.PHONY: helm
+helm: $(HELM) ## Build Helm from the Go module proxy into bin/ (several minutes the first time).
+
+.PHONY: chart
+chart: manifests ## Regenerate charts/jobtoken/templates/generated from config/ (CRDs, RBAC, admission policies, monitoring).
+	go run ./hack/chartgen
+
+##@ Release
+
+IMAGE_REPO ?= jobtoken/manager
+DIST ?= $(ROOT)/dist
+
+.PHONY: release
+release: manifests envtest helm $(IMAGE_TOOL) ## Write dist/: install.yaml, the image archives, the kubectl plugin archive and krew manifest, the Helm chart, all stamped with VERSION.
+	VERSION=$(VERSION) IMAGE_REPO=$(IMAGE_REPO) WORKER_REPO=$(firstword $(subst :, ,$(WORKER_IMG))) DIST=$(DIST) \
+		KUBECTL=$(KUBECTL) HELM=$(HELM) IMAGE_TOOL=$(IMAGE_TOOL) ./hack/release.sh all
