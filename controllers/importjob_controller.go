@@ -224,8 +224,6 @@ type scope struct {
 	requeueAfter time.Duration
 	// stop ends the step list: a step is waiting or the job has ended.
 	stop bool
-	// releaseIssuer gives back the issuer gate's slot this pass holds, nil when none.
-	releaseIssuer func()
 }
 
 func (s *scope) wakeIn(d time.Duration) {
@@ -287,11 +285,6 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 }
 
 func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ctrl.Result, error) {
-	defer func() {
-		if s.releaseIssuer != nil {
-			s.releaseIssuer()
-		}
-	}()
 	steps := []step{
 		r.stepValidate,
 		r.stepObserveJob,
@@ -536,30 +529,33 @@ func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) er
 	return nil
 }
 
-// takeIssuerSlot holds a slot of the issuer's gate for the rest of the pass, before
-// anything is written for a token request; a closed gate makes the job wait.
-func (r *ImportJobReconciler) takeIssuerSlot(s *scope) error {
-	if s.releaseIssuer != nil || r.gates == nil {
-		return nil
+// takeIssuerSlot takes a slot of the issuer's gate before anything is written for a
+// token request; the caller gives it back as soon as the issuer has answered. A closed
+// gate makes the job wait.
+func (r *ImportJobReconciler) takeIssuerSlot(s *scope) (func(), error) {
+	if r.gates == nil {
+		return func() {}, nil
 	}
 	release, busy := r.gates.acquire(s.issuer.UID, s.issuer.Name, s.now)
 	if busy != nil {
-		return waiting(jobtokenv1alpha1.ReasonIssuerBusy, busy.msg, busy.after)
+		return nil, waiting(jobtokenv1alpha1.ReasonIssuerBusy, busy.msg, busy.after)
 	}
-	s.releaseIssuer = release
-	return nil
+	return release, nil
 }
 
 // mint obtains a fresh pair with the grant and persists it (vault first).
 func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why string) error {
-	if err := r.takeIssuerSlot(s); err != nil {
+	release, err := r.takeIssuerSlot(s)
+	if err != nil {
 		return err
 	}
 	grant, err := r.grantInput(ctx, s)
 	if err != nil {
+		release()
 		return err
 	}
 	ts, err := s.client.Mint(ctx, grant)
+	release()
 	if err != nil {
 		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && s.vault.InFlight != "" && s.vault.inFlightOp() == inFlightOpRedeem {
 			// The issuer answered: the input was not consumed (or is dead anyway). A refresh
@@ -678,21 +674,24 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 // persisted before the request, the new refresh token before the worker Secret.
 func (r *ImportJobReconciler) refresh(ctx context.Context, s *scope, why string) error {
 	store := r.vault()
-	if err := r.takeIssuerSlot(s); err != nil {
-		return err
-	}
 	if s.vault.RefreshToken == "" {
 		if issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
 			return r.mint(ctx, s, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
 		}
 		return terminal(jobtokenv1alpha1.ReasonDeadChain, "the issuer gave no refresh token and the grant cannot mint again")
 	}
+	release, err := r.takeIssuerSlot(s)
+	if err != nil {
+		return err
+	}
 	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
 	if err := store.update(ctx, s.vault); err != nil {
+		release()
 		// A conflict means another writer moved the chain: start again from its state.
 		return err
 	}
 	ts, err := s.client.Refresh(ctx, s.vault.RefreshToken)
+	release()
 	if err != nil {
 		switch issuer.ClassOf(err) {
 		case issuer.ClassOutcomeUnknown:

@@ -23,8 +23,9 @@ const (
 	DefaultIssuerRate = 20
 	// DefaultIssuerBurst is how many token requests an issuer may get at once above its rate.
 	DefaultIssuerBurst = 40
-	// issuerBusyRetry is how soon a job whose issuer had no free slot looks again.
-	issuerBusyRetry = time.Second
+	// issuerBusyRetry is how soon a job whose issuer had no free slot looks again: slots
+	// are held only while a request is under way, so one frees up soon.
+	issuerBusyRetry = 200 * time.Millisecond
 	// gateIdle is how long an unused gate is kept (a deleted issuer's gate goes then).
 	gateIdle = 10 * time.Minute
 )
