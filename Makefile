@@ -103,7 +103,7 @@ hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the inter
 CHAOS_PKG := ./internal/chaos
 
 .PHONY: test
-test: manifests generate envtest hydra promrules helm ## Run every test against the real kube-apiserver and Hydra (race detector on).
+test: manifests generate envtest hydra promrules helm previous-release ## Run every test against the real kube-apiserver and Hydra (race detector on).
 	@mkdir -p $(BIN)
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/internal/chaos$$') 2>&1 | tee $(BIN)/test.log
 	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(CHAOS_PKG) 2>&1 | tee -a $(BIN)/test.log
@@ -238,6 +238,22 @@ $(HELM):
 
 .PHONY: helm
 helm: $(HELM) ## Build Helm from the Go module proxy into bin/ (several minutes the first time).
+
+# The release the upgrade test starts from (internal/install): until a release is tagged,
+# the commit before the chart, release manifest and plugin were added.
+PREVIOUS_RELEASE ?= 8d5d8f0d2c6a9ea7bc247c992aabc57f269f847f
+PREVIOUS := $(BIN)/previous-$(PREVIOUS_RELEASE)
+export PREVIOUS_RELEASE_DIR := $(PREVIOUS)
+
+$(PREVIOUS)/manager:
+	@git cat-file -e $(PREVIOUS_RELEASE)^{commit} || { echo "previous-release: commit $(PREVIOUS_RELEASE) is not in this clone (fetch the full history)"; exit 1; }
+	rm -rf $(PREVIOUS).tmp && mkdir -p $(PREVIOUS).tmp
+	git archive $(PREVIOUS_RELEASE) | tar -x -C $(PREVIOUS).tmp
+	cd $(PREVIOUS).tmp && go build -o manager ./cmd/manager
+	rm -rf $(PREVIOUS) && mv $(PREVIOUS).tmp $(PREVIOUS)
+
+.PHONY: previous-release
+previous-release: $(PREVIOUS)/manager ## Build the previous release's manager and keep its config/ in bin/ for the upgrade test.
 
 .PHONY: chart
 chart: manifests ## Regenerate charts/jobtoken/templates/generated from config/ (CRDs, RBAC, admission policies, monitoring).

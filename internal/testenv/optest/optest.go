@@ -37,6 +37,8 @@ type Options struct {
 	// Setup, when set, is called with the manager before it starts (to register more
 	// runnables or metrics).
 	Setup func(ctrl.Manager) error
+	// WithoutManager leaves the manager to the test (RunManager, or another binary).
+	WithoutManager bool
 }
 
 // Operator is a running issuer, namespace and manager; Start stops them when the test ends.
@@ -93,14 +95,26 @@ func Start(t testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv
 		}},
 	}}))
 
+	if !opts.WithoutManager {
+		o.RunManager(ctx, shipped, opts.Setup)
+	}
+	return o
+}
+
+// RunManager runs the manager in the test process as shipped's ServiceAccount until the
+// test ends; setup, when set, is called with it before it starts.
+func (o *Operator) RunManager(ctx context.Context, shipped *testenv.Shipped, setup func(ctrl.Manager) error) {
+	o.t.Helper()
+	t := o.t
+	env := o.env
 	logger := zap.New(zap.WriteTo(o.Logs))
 	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
 		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
 	})
 	o.must(err)
 	o.must(controllers.SetupAll(mgr, controllers.Config{VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second}))
-	if opts.Setup != nil {
-		o.must(opts.Setup(mgr))
+	if setup != nil {
+		o.must(setup(mgr))
 	}
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -118,7 +132,6 @@ func Start(t testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv
 			t.Errorf("the manager did not stop within 30s")
 		}
 	})
-	return o
 }
 
 func (o *Operator) must(err error) {
