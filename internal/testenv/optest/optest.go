@@ -112,7 +112,11 @@ func (o *Operator) RunManager(ctx context.Context, shipped *testenv.Shipped, set
 		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
 	})
 	o.must(err)
-	o.must(controllers.SetupAll(mgr, controllers.Config{VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second}))
+	o.must(controllers.SetupAll(mgr, controllers.Config{
+		VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second,
+		// Tests ask for rotations in quick succession.
+		RotateNowMinInterval: time.Second,
+	}))
 	if setup != nil {
 		o.must(setup(mgr))
 	}
