@@ -86,11 +86,24 @@ func TestUpgradeKeepsRunningJobs(t *testing.T) {
 	apply(t, ctx, manifest)
 	allowPlainHTTP(t, ctx, op)
 	op.RunManager(ctx, shipped, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			j := &jobtokenv1alpha1.ImportJob{}
+			if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(job), j); err == nil {
+				t.Logf("the ImportJob at the end: %+v", j.Status)
+			}
+			t.Logf("this manager's log:\n%s", op.Logs.String())
+		}
+	})
 
+	// Bounded generously: under the race detector on a loaded machine the new manager's
+	// caches and its issuer check take a while before the requested rotation.
+	asked := time.Now()
 	rotateNow(t, ctx, op, job.Name)
-	op.Eventually(30*time.Second, "a rotation by this manager", func() bool {
+	op.Eventually(90*time.Second, "a rotation by this manager", func() bool {
 		return op.Job(ctx, job.Name).Status.Rotations > before.Status.Rotations
 	})
+	t.Logf("this manager rotated the carried-over chain %s after the request", time.Since(asked).Round(time.Millisecond))
 	after := op.Job(ctx, job.Name)
 	if after.Status.Remints != before.Status.Remints {
 		t.Errorf("this manager re-minted (%d -> %d) instead of refreshing the chain the previous one stored", before.Status.Remints, after.Status.Remints)
