@@ -15,6 +15,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
 	"github.com/jobtoken/jobtoken/internal/testenv"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // A tenant who may create ImportJobs and TokenIssuers in its namespace, but holds no
@@ -33,7 +34,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	victim := h.runningJob("victim", jobtokenv1alpha1.GrantPassword)
 	vs, err := h.vaultSecret(victim)
 	h.must(err)
-	refresh := string(vs.Data[vaultKeyRefreshToken])
+	refresh := string(vs.Data[tokenchain.KeyRefreshToken])
 	if refresh == "" {
 		t.Fatal("no refresh token in the stored chain: the test would prove nothing")
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -17,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -34,6 +33,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/issuer"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // Event reasons of an ImportJob.
@@ -59,6 +59,8 @@ const (
 	DefaultMinRotationGap   = time.Second
 	DefaultMaxRetryBackoff  = 5 * time.Minute
 	DefaultClientMaxAge     = 10 * time.Minute
+	// DefaultStatusInterval is how late routine status fields may reach the API.
+	DefaultStatusInterval = 2 * time.Minute
 	// DefaultRotateNowMinInterval keeps a rotate-now loop from rotating a job more often.
 	DefaultRotateNowMinInterval = 30 * time.Second
 	defaultPropagationBudget    = 30 * time.Second
@@ -94,6 +96,11 @@ type ImportJobReconciler struct {
 	// RotateNowMinInterval is the shortest time between the last rotation of a job and
 	// one its rotate-now annotation asks for (default DefaultRotateNowMinInterval).
 	RotateNowMinInterval time.Duration
+	// StatusInterval bounds how late routine status fields (rotation counters, token
+	// times) may reach the API; zero writes every change.
+	StatusInterval time.Duration
+
+	statusWrites statusThrottle
 
 	clients *clientCache
 	gates   *issuerGates
@@ -212,7 +219,7 @@ type scope struct {
 	now    time.Time
 	issuer *issuerRef
 	client issuer.Client
-	vault  *vault
+	chain  *storedChain
 	// batchJob is the workers' Job, nil before it is created.
 	batchJob *batchv1.Job
 	// workerSecret is the worker Secret as read at the start of the pass, nil when it
@@ -242,6 +249,9 @@ type step func(ctx context.Context, s *scope) error
 func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (retres ctrl.Result, reterr error) {
 	job := &jobtokenv1alpha1.ImportJob{}
 	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.statusWrites.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	log := ctrl.LoggerFrom(ctx).WithValues("importjob", klog.KObj(job))
@@ -252,6 +262,14 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	defer func() {
 		r.summarize(s, reterr)
 		if apiequalityStatus(base, job) {
+			return
+		}
+		if wait := r.statusWrites.wait(r.StatusInterval, req.NamespacedName, base, job, s.now); wait > 0 {
+			// Only routine fields changed (counters, token times): they reach the status
+			// within the interval, the metrics at once.
+			if retres.RequeueAfter == 0 || wait < retres.RequeueAfter {
+				retres.RequeueAfter = wait
+			}
 			return
 		}
 		patch := client.MergeFrom(base)
@@ -265,6 +283,8 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		if err := r.Status().Patch(ctx, job, patch); err != nil && !apierrors.IsNotFound(err) {
 			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patch status: %w", err)})
+		} else {
+			r.statusWrites.written(req.NamespacedName, s.now)
 		}
 	}()
 
@@ -457,7 +477,7 @@ func (r *ImportJobReconciler) checkClusterIssuerAllows(ctx context.Context, job 
 // checkBinding refuses to use a chain with any issuer but the one that minted it: the
 // refresh token (and, at the end, its revocation) would go to whoever runs the other one.
 // A chain stored before issuers were recorded is bound to the current issuer now.
-func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vault) error {
+func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *storedChain) error {
 	current := currentBinding(s.job, s.issuer)
 	recorded, ok := recordedBinding(v.secret)
 	if ok && !recorded.sameObject(current) {
@@ -477,56 +497,37 @@ func (r *ImportJobReconciler) checkBinding(ctx context.Context, s *scope, v *vau
 		recorded = current
 	}
 	recorded.UID, recorded.Endpoint = current.UID, current.Endpoint
-	return r.vault().bind(ctx, v, recorded, s.job.Namespace)
+	return r.chains().bind(ctx, v, recorded, s.job.Namespace)
 }
 
-// stepEnsureTokens makes sure the vault holds a usable pair: mints the first one, and
-// recovers from a refresh whose outcome was never recorded.
+// stepEnsureTokens makes sure the stored chain holds a usable pair: mints the first one,
+// and recovers from a request whose outcome was never recorded.
 func (r *ImportJobReconciler) stepEnsureTokens(ctx context.Context, s *scope) error {
-	store := r.vault()
-	v, err := store.get(ctx, s.job)
+	store := r.chains()
+	stored, err := store.get(ctx, s.job)
 	if err != nil {
 		return err
 	}
 	oneShot := !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint()
-	if v == nil {
-		initial := &vault{}
-		if oneShot {
-			// The grant input is single-use: mark it before using it, so a crash in
-			// between is seen as an unknown outcome and the input is never replayed.
-			initial.InFlight = inFlightMarker(inFlightOpRedeem, 0, s.now)
-		}
-		if v, err = store.create(ctx, s.job, currentBinding(s.job, s.issuer), initial); err != nil {
+	if stored == nil {
+		initial := &storedChain{Record: tokenchain.Initial(oneShot, s.now)}
+		if s.chain, err = store.create(ctx, s.job, currentBinding(s.job, s.issuer), initial); err != nil {
 			return err
 		}
-		s.vault = v
-		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
+		return r.recordOutcome(ctx, s, r.chainOf(s).First(ctx))
 	}
-	if err := r.checkBinding(ctx, s, v); err != nil {
+	if err := r.checkBinding(ctx, s, stored); err != nil {
 		return err
 	}
-	s.vault = v
-
-	switch {
-	case v.InFlight != "" && meta.IsStatusConditionTrue(s.job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost):
-		// Already reported; the marker stays so that the chain is never replayed.
-		s.stop = true
-		return nil
-	case v.InFlight != "":
-		// A request was under way when the previous pass ended without recording its
-		// outcome: the token it used may already be spent at the issuer.
-		what := "a refresh"
-		if v.inFlightOp() == inFlightOpRedeem {
-			what = "the redemption of the grant input"
-		}
-		return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonOutcomeUnknown,
-			what+" was interrupted and its outcome is unknown; the token it used is never replayed")
-	case v.AccessToken == "" && !oneShot:
-		return r.mint(ctx, s, jobtokenv1alpha1.ReasonMinted, "")
-	case v.AccessToken == "":
-		return terminal(jobtokenv1alpha1.ReasonDeadChain, "the grant input was already redeemed and no token was kept")
+	s.chain = stored
+	// Counters of a chain stored before the record kept them start from the status.
+	stored.Rotations = max(stored.Rotations, s.job.Status.Rotations)
+	stored.Remints = max(stored.Remints, s.job.Status.Remints)
+	if stored.AccessToken != "" {
+		r.projectChain(s)
 	}
-	return nil
+	lostReported := meta.IsStatusConditionTrue(s.job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost)
+	return r.recordOutcome(ctx, s, r.chainOf(s).Ensure(ctx, lostReported))
 }
 
 // takeIssuerSlot takes a slot of the issuer's gate before anything is written for a
@@ -543,90 +544,93 @@ func (r *ImportJobReconciler) takeIssuerSlot(s *scope) (func(), error) {
 	return release, nil
 }
 
-// mint obtains a fresh pair with the grant and persists it (vault first).
-func (r *ImportJobReconciler) mint(ctx context.Context, s *scope, reason, why string) error {
-	release, err := r.takeIssuerSlot(s)
-	if err != nil {
-		return err
+// chainOf is the job's stored chain with what its operations need.
+func (r *ImportJobReconciler) chainOf(s *scope) *tokenchain.Chain {
+	return &tokenchain.Chain{
+		Record:    &s.chain.Record,
+		Store:     saver{store: r.chains(), chain: s.chain},
+		Issuer:    s.client,
+		CanRemint: issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
+		Grant:     func(ctx context.Context) (issuer.Grant, error) { return r.grantInput(ctx, s) },
+		Now:       s.now,
 	}
-	grant, err := r.grantInput(ctx, s)
-	if err != nil {
-		release()
-		return err
-	}
-	ts, err := s.client.Mint(ctx, grant)
-	release()
-	if err != nil {
-		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && s.vault.InFlight != "" && s.vault.inFlightOp() == inFlightOpRedeem {
-			// The issuer answered: the input was not consumed (or is dead anyway). A refresh
-			// marker stays: its refresh token may be spent.
-			s.vault.InFlight = ""
-			if uerr := r.vault().update(ctx, s.vault); uerr != nil {
-				return uerr
-			}
-		}
-		return err
-	}
-	first := s.vault.Generation == 0
-	// The replaced chain is not revoked: on Keycloak, revoking a refresh token detaches
-	// the client from all of the user's sessions (the new chain included), and on Okapi a
-	// logout with a spent token can be taken for a leak. It ends at its own expiry.
-	s.vault.setTokens(ts)
-	if !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
-		s.vault.GrantRedeemed = true
-	}
-	if err := r.vault().update(ctx, s.vault); err != nil {
-		return err
-	}
-	r.afterNewToken(s)
-	switch {
-	case reason == jobtokenv1alpha1.ReasonRotated:
-		// A grant without refresh tokens (ClientCredentials) rotates by minting.
-		s.job.Status.Rotations++
-		s.job.Status.LastRotationTime = &metav1.Time{Time: s.now}
-		rotations.WithLabelValues(s.issuer.Name).Inc()
-		r.event(s.job, corev1.EventTypeNormal, EventRotated, "Mint", "Rotated the access token (%s); new token expires at %s",
-			why, ts.ExpiresAt.UTC().Format(time.RFC3339))
-	case first:
-		s.job.Status.StartTime = &metav1.Time{Time: s.now}
-		r.event(s.job, corev1.EventTypeNormal, EventMinted, "Mint", "Minted the job's token pair with grant %s; access token expires at %s",
-			s.job.Spec.Credentials.Grant, ts.ExpiresAt.UTC().Format(time.RFC3339))
-	default:
-		s.job.Status.Remints++
-		remints.WithLabelValues(s.issuer.Name, reason).Inc()
-		r.event(s.job, corev1.EventTypeNormal, EventReminted, "Mint", "Minted a fresh pair with grant %s (%s): %s", s.job.Spec.Credentials.Grant, reason, why)
-	}
-	r.removeRedeemedInput(ctx, s)
-	return nil
 }
 
-// recoverChain replaces a chain that cannot be refreshed: re-mint where the grant can,
-// otherwise report the credentials lost.
-func (r *ImportJobReconciler) recoverChain(ctx context.Context, s *scope, reason, why string) error {
-	if !issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
-		// Keep the marker: the chain must never be replayed by a later pass either.
-		r.event(s.job, corev1.EventTypeWarning, EventCredentialsLost, "Refresh",
-			"The refresh chain cannot continue (%s: %s) and grant %s cannot mint a new pair; workers keep the current token until %s",
-			reason, why, s.job.Spec.Credentials.Grant, s.vault.ExpiresAt.UTC().Format(time.RFC3339))
-		meta.SetStatusCondition(&s.job.Status.Conditions, metav1.Condition{
-			Type: jobtokenv1alpha1.ConditionCredentialsLost, Status: metav1.ConditionTrue, Reason: reason,
-			Message: fmt.Sprintf("%s; grant %s cannot mint a new pair: submit a new ImportJob or use a ClientCredentials or Password grant", why, s.job.Spec.Credentials.Grant),
-		})
+// recordOutcome turns what a chain operation did into status, events and metrics: the
+// one place where the job's record of its tokens changes.
+func (r *ImportJobReconciler) recordOutcome(ctx context.Context, s *scope, o tokenchain.Outcome) error {
+	rec := &s.chain.Record
+	switch o.Kind {
+	case tokenchain.Unchanged:
+		return nil
+	case tokenchain.Failed:
+		return o.Err
+	case tokenchain.Lost:
+		if o.Why != "already reported" {
+			r.event(s.job, corev1.EventTypeWarning, EventCredentialsLost, "Refresh",
+				"The refresh chain cannot continue (%s: %s) and grant %s cannot mint a new pair; workers keep the current token until %s",
+				o.Reason, o.Why, s.job.Spec.Credentials.Grant, rec.ExpiresAt.UTC().Format(time.RFC3339))
+			meta.SetStatusCondition(&s.job.Status.Conditions, metav1.Condition{
+				Type: jobtokenv1alpha1.ConditionCredentialsLost, Status: metav1.ConditionTrue, Reason: o.Reason,
+				Message: fmt.Sprintf("%s; grant %s cannot mint a new pair: submit a new ImportJob or use a ClientCredentials or Password grant", o.Why, s.job.Spec.Credentials.Grant),
+			})
+		}
 		s.stop = true
-		if !s.vault.ExpiresAt.IsZero() && s.now.Before(s.vault.ExpiresAt) {
-			s.wakeIn(s.vault.ExpiresAt.Sub(s.now))
+		if !rec.ExpiresAt.IsZero() && s.now.Before(rec.ExpiresAt) {
+			s.wakeIn(rec.ExpiresAt.Sub(s.now))
 		}
 		return nil
 	}
-	// Claim the recovery with a write (optimistic concurrency on the vault Secret), and keep
-	// the chain marked until a fresh pair is persisted: the refresh token in the vault may be
-	// spent, so a failed mint must not leave it for a later refresh to replay.
-	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
-	if err := r.vault().update(ctx, s.vault); err != nil {
-		return err
+	s.rotated = true
+	st := &s.job.Status
+	st.FailedRotationAttempts = 0
+	r.projectChain(s)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
+	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionCredentialsLost)
+	tokenExpiry.WithLabelValues(s.job.Namespace, s.job.Name).Set(float64(rec.ExpiresAt.Unix()))
+	expires := o.Tokens.ExpiresAt.UTC().Format(time.RFC3339)
+	switch o.Kind {
+	case tokenchain.Minted:
+		st.StartTime = &metav1.Time{Time: s.now}
+		r.event(s.job, corev1.EventTypeNormal, EventMinted, "Mint", "Minted the job's token pair with grant %s; access token expires at %s",
+			s.job.Spec.Credentials.Grant, expires)
+		r.removeRedeemedInput(ctx, s)
+	case tokenchain.Rotated:
+		rotations.WithLabelValues(s.issuer.Name).Inc()
+		if o.Why != whyScheduled {
+			// A routine rotation is seen in the metrics and the status; an event per
+			// rotation would be a write per rotation.
+			r.event(s.job, corev1.EventTypeNormal, EventRotated, "Refresh", "Rotated the access token (%s); new token expires at %s", o.Why, expires)
+		}
+	case tokenchain.Reminted:
+		remints.WithLabelValues(s.issuer.Name, o.Reason).Inc()
+		r.event(s.job, corev1.EventTypeNormal, EventReminted, "Mint", "Minted a fresh pair with grant %s (%s): %s", s.job.Spec.Credentials.Grant, o.Reason, o.Why)
 	}
-	return r.mint(ctx, s, reason, why)
+	return nil
 }
+
+// projectChain shows the stored chain in the status. The counters come from the record,
+// so a status write that is left out loses nothing: the next one carries them.
+func (r *ImportJobReconciler) projectChain(s *scope) {
+	rec := &s.chain.Record
+	st := &s.job.Status
+	st.TokenRevision = rec.Generation
+	st.TokenIssuedAt = &metav1.Time{Time: rec.IssuedAt}
+	st.TokenExpiresAt = &metav1.Time{Time: rec.ExpiresAt}
+	st.TokenKeyID = rec.KeyID
+	st.SessionExpiresAt = nil
+	if !rec.ChainEndsAt.IsZero() {
+		st.SessionExpiresAt = &metav1.Time{Time: rec.ChainEndsAt}
+	}
+	st.Rotations = rec.Rotations
+	st.Remints = rec.Remints
+	if !rec.RotatedAt.IsZero() {
+		st.LastRotationTime = &metav1.Time{Time: rec.RotatedAt}
+	}
+}
+
+// whyScheduled is the reason of a rotation the schedule asked for.
+const whyScheduled = "scheduled"
 
 // stepRotate refreshes or re-mints when the schedule, the rotate-now annotation or an
 // unpublished signing key says so.
@@ -635,6 +639,7 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 		return nil
 	}
 	sched := r.schedule(s)
+	rec := &s.chain.Record
 	why := ""
 	requested := false
 	switch {
@@ -646,96 +651,32 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 			return nil
 		}
 		why, requested = "requested with the "+jobtokenv1alpha1.AnnotationRotateNow+" annotation", true
-	case s.vault.KeyID != "" && len(s.issuer.Status.KeyIDs) > 0 && !slices.Contains(s.issuer.Status.KeyIDs, s.vault.KeyID):
-		why = fmt.Sprintf("the issuer no longer publishes signing key %q", s.vault.KeyID)
+	case rec.KeyID != "" && len(s.issuer.Status.KeyIDs) > 0 && !slices.Contains(s.issuer.Status.KeyIDs, rec.KeyID):
+		why = fmt.Sprintf("the issuer no longer publishes signing key %q", rec.KeyID)
 	case !s.now.Before(sched.RotateAt):
-		why = "scheduled"
+		why = whyScheduled
 	default:
 		return nil
 	}
-	if backoff := r.retryWait(s); backoff > 0 && (why == "scheduled" || requested) {
+	if backoff := r.retryWait(s); backoff > 0 && (why == whyScheduled || requested) {
 		s.wakeIn(backoff)
 		return nil
 	}
-	var err error
+	chain := r.chainOf(s)
+	var o tokenchain.Outcome
 	if sched.Action == ActionRemint {
-		err = r.mint(ctx, s, jobtokenv1alpha1.ReasonSessionMaximum,
-			fmt.Sprintf("the refresh chain ends at %s", s.vault.ChainEndsAt.UTC().Format(time.RFC3339)))
+		o = chain.Remint(ctx, jobtokenv1alpha1.ReasonSessionMaximum,
+			fmt.Sprintf("the refresh chain ends at %s", rec.ChainEndsAt.UTC().Format(time.RFC3339)))
 	} else {
-		err = r.refresh(ctx, s, why)
+		o = chain.Refresh(ctx, why)
 	}
-	if err != nil {
+	if err := r.recordOutcome(ctx, s, o); err != nil {
 		return err
+	}
+	if o.Kind == tokenchain.Lost {
+		return nil
 	}
 	return r.clearRotateNow(ctx, s)
-}
-
-// refresh rotates the pair with the refresh token, crash-safely: the in-flight marker is
-// persisted before the request, the new refresh token before the worker Secret.
-func (r *ImportJobReconciler) refresh(ctx context.Context, s *scope, why string) error {
-	store := r.vault()
-	if s.vault.RefreshToken == "" {
-		if issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint() {
-			return r.mint(ctx, s, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
-		}
-		return terminal(jobtokenv1alpha1.ReasonDeadChain, "the issuer gave no refresh token and the grant cannot mint again")
-	}
-	release, err := r.takeIssuerSlot(s)
-	if err != nil {
-		return err
-	}
-	s.vault.InFlight = inFlightMarker(inFlightOpRefresh, s.vault.Generation, s.now)
-	if err := store.update(ctx, s.vault); err != nil {
-		release()
-		// A conflict means another writer moved the chain: start again from its state.
-		return err
-	}
-	ts, err := s.client.Refresh(ctx, s.vault.RefreshToken)
-	release()
-	if err != nil {
-		switch issuer.ClassOf(err) {
-		case issuer.ClassOutcomeUnknown:
-			return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonOutcomeUnknown, "the refresh request's outcome is unknown ("+err.Error()+")")
-		case issuer.ClassDeadChain:
-			return r.recoverChain(ctx, s, jobtokenv1alpha1.ReasonDeadChain, "the issuer ended the refresh chain ("+err.Error()+")")
-		default:
-			// The issuer answered without rotating: the refresh token is still good.
-			s.vault.InFlight = ""
-			if uerr := store.update(ctx, s.vault); uerr != nil {
-				return kerrors.NewAggregate([]error{err, uerr})
-			}
-			return err
-		}
-	}
-	s.vault.setTokens(ts)
-	if err := store.update(ctx, s.vault); err != nil {
-		return err
-	}
-	r.afterNewToken(s)
-	s.job.Status.Rotations++
-	s.job.Status.LastRotationTime = &metav1.Time{Time: s.now}
-	rotations.WithLabelValues(s.issuer.Name).Inc()
-	r.event(s.job, corev1.EventTypeNormal, EventRotated, "Refresh", "Rotated the access token (%s); new token expires at %s",
-		why, ts.ExpiresAt.UTC().Format(time.RFC3339))
-	return nil
-}
-
-// afterNewToken records a fresh access token in the status.
-func (r *ImportJobReconciler) afterNewToken(s *scope) {
-	s.rotated = true
-	st := &s.job.Status
-	st.FailedRotationAttempts = 0
-	st.TokenRevision = s.vault.Generation
-	st.TokenIssuedAt = &metav1.Time{Time: s.vault.IssuedAt}
-	st.TokenExpiresAt = &metav1.Time{Time: s.vault.ExpiresAt}
-	st.TokenKeyID = s.vault.KeyID
-	st.SessionExpiresAt = nil
-	if !s.vault.ChainEndsAt.IsZero() {
-		st.SessionExpiresAt = &metav1.Time{Time: s.vault.ChainEndsAt}
-	}
-	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
-	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionCredentialsLost)
-	tokenExpiry.WithLabelValues(s.job.Namespace, s.job.Name).Set(float64(s.vault.ExpiresAt.Unix()))
 }
 
 func (r *ImportJobReconciler) clearRotateNow(ctx context.Context, s *scope) error {
@@ -754,12 +695,12 @@ func (r *ImportJobReconciler) clearRotateNow(ctx context.Context, s *scope) erro
 
 // stepWorkerSecret writes the access token for the workers, only when it changed. A new
 // Secret is created (which fails if the name was taken meanwhile); an existing one is
-// written only when this ImportJob controls it (stepClaimWorkerSecret), and the apply
+// written only when this ImportJob controls it (stepClaimWorkerSecret), and the patch
 // carries its UID, so a Secret re-created under the name since is never written.
 func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) error {
 	name := workerSecretName(s.job)
-	want := workerSecretData(s.vault.AccessToken, s.vault.TokenType, s.vault.ExpiresAt)
-	revision := strconv.FormatInt(s.vault.Generation, 10)
+	want := workerSecretData(s.chain.AccessToken, s.chain.TokenType, s.chain.ExpiresAt)
+	revision := strconv.FormatInt(s.chain.Generation, 10)
 	current := s.workerSecret
 	if current != nil && current.Annotations[jobtokenv1alpha1.AnnotationTokenRevision] == revision && secretDataEqual(current.Data, want) {
 		s.job.Status.SecretName = name
@@ -785,14 +726,20 @@ func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) er
 		s.job.Status.SecretName = name
 		return nil
 	}
-	ac := corev1ac.Secret(name, s.job.Namespace).
-		WithUID(current.UID).
-		WithLabels(ownedLabels(s.job, jobtokenv1alpha1.RoleWorkerToken)).
-		WithAnnotations(map[string]string{jobtokenv1alpha1.AnnotationTokenRevision: revision}).
-		WithOwnerReferences(applyOwnerRef(ref)).
-		WithType(corev1.SecretTypeOpaque).
-		WithData(want)
-	if err := r.Apply(ctx, ac, client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
+	// A merge patch of the token keys and the revision: the cheapest write the API server
+	// takes for a Secret (no server-side apply merge). The UID in the patch makes a Secret
+	// re-created under the name since refuse it.
+	patch, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{
+			"uid":         current.UID,
+			"annotations": map[string]string{jobtokenv1alpha1.AnnotationTokenRevision: revision},
+		},
+		"data": want,
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, current.DeepCopy(), client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldOwner)); err != nil {
 		return fmt.Errorf("write worker Secret %s/%s: %w", s.job.Namespace, name, err)
 	}
 	s.job.Status.SecretName = name
@@ -805,7 +752,7 @@ func (r *ImportJobReconciler) stepBatchJob(ctx context.Context, s *scope) error 
 		s.job.Status.JobName = s.batchJob.Name
 		return nil
 	}
-	j := buildJob(s.job, s.vault.Generation)
+	j := buildJob(s.job, s.chain.Generation)
 	if err := r.Create(ctx, j); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create Job %s/%s: %w", j.Namespace, j.Name, err)
@@ -838,7 +785,7 @@ func (r *ImportJobReconciler) stepNudgePods(ctx context.Context, s *scope) error
 		client.MatchingLabels{jobtokenv1alpha1.LabelImportJobName: s.job.Name, jobtokenv1alpha1.LabelManagedBy: jobtokenv1alpha1.ManagedByValue}); err != nil {
 		return err
 	}
-	revision := strconv.FormatInt(s.vault.Generation, 10)
+	revision := strconv.FormatInt(s.chain.Generation, 10)
 	var errs []error
 	for i := range pods.Items {
 		p := &pods.Items[i]
@@ -868,14 +815,8 @@ func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
 	st := &s.job.Status
 	st.Phase = jobtokenv1alpha1.PhaseRunning
 	st.NextRotationTime = &metav1.Time{Time: sched.RotateAt}
-	if st.TokenExpiresAt == nil || !st.TokenExpiresAt.Time.Equal(s.vault.ExpiresAt) {
-		st.TokenIssuedAt = &metav1.Time{Time: s.vault.IssuedAt}
-		st.TokenExpiresAt = &metav1.Time{Time: s.vault.ExpiresAt}
-		st.TokenRevision = s.vault.Generation
-		st.TokenKeyID = s.vault.KeyID
-	}
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionStalled)
-	if lifetime := s.vault.ExpiresAt.Sub(s.vault.IssuedAt); sched.BudgetUnmet {
+	if lifetime := s.chain.ExpiresAt.Sub(s.chain.IssuedAt); sched.BudgetUnmet {
 		msg := fmt.Sprintf("the issuer's token lifetime (%s) is not longer than the propagation budget (%s): rotating as early as possible; workers may briefly read an expired token",
 			lifetime.Round(time.Second), propagationBudget(s.job))
 		if lifetime < r.MinRotationGap {
@@ -894,12 +835,12 @@ func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
 		if !meta.IsStatusConditionTrue(st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring) {
 			r.event(s.job, corev1.EventTypeWarning, EventSessionExpiring, "Schedule",
 				"The issuer ends the refresh chain at %s and grant %s cannot mint a new pair: workers get no token after that",
-				s.vault.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant)
+				s.chain.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant)
 		}
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: jobtokenv1alpha1.ConditionSessionExpiring, Status: metav1.ConditionTrue, Reason: jobtokenv1alpha1.ReasonSessionMaximum,
 			Message: fmt.Sprintf("the refresh chain ends at %s (session maximum or refresh-token expiry) and grant %s cannot mint a new pair",
-				s.vault.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant),
+				s.chain.ChainEndsAt.UTC().Format(time.RFC3339), s.job.Spec.Credentials.Grant),
 		})
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
@@ -916,14 +857,14 @@ func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
 
 func (r *ImportJobReconciler) schedule(s *scope) Schedule {
 	return NextRotation(ScheduleInput{
-		IssuedAt:          s.vault.IssuedAt,
-		ExpiresAt:         s.vault.ExpiresAt,
+		IssuedAt:          s.chain.IssuedAt,
+		ExpiresAt:         s.chain.ExpiresAt,
 		Fraction:          parseFraction(s.job.Spec.Rotation.Fraction, defaultFraction),
 		Jitter:            parseFraction(s.job.Spec.Rotation.Jitter, defaultJitter),
-		JitterSeed:        jitterSeed(string(s.job.UID), s.vault.Generation),
+		JitterSeed:        jitterSeed(string(s.job.UID), s.chain.Generation),
 		PropagationBudget: propagationBudget(s.job),
 		MinInterval:       r.MinRotationGap,
-		ChainEndsAt:       s.vault.ChainEndsAt,
+		ChainEndsAt:       s.chain.ChainEndsAt,
 		CanRemint:         issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
 	})
 }
@@ -957,9 +898,9 @@ func (r *ImportJobReconciler) nextRetry(s *scope, lastFailure time.Time, retryAf
 		Attempts: s.job.Status.FailedRotationAttempts, LastFailure: lastFailure, MaxBackoff: r.MaxRetryBackoff,
 		Seed: jitterSeed(string(s.job.UID)+"/retry", int64(s.job.Status.FailedRotationAttempts)), RetryAfter: retryAfter,
 	}
-	if s.vault != nil && s.vault.AccessToken != "" {
-		in.IssuedAt, in.ExpiresAt = s.vault.IssuedAt, s.vault.ExpiresAt
-		in.Deadline = Deadline(s.vault.ExpiresAt, propagationBudget(s.job))
+	if s.chain != nil && s.chain.AccessToken != "" {
+		in.IssuedAt, in.ExpiresAt = s.chain.IssuedAt, s.chain.ExpiresAt
+		in.Deadline = Deadline(s.chain.ExpiresAt, propagationBudget(s.job))
 	}
 	return NextRetry(in)
 }
@@ -1052,8 +993,8 @@ func (r *ImportJobReconciler) removeRedeemedInput(ctx context.Context, s *scope)
 	r.event(s.job, corev1.EventTypeNormal, EventMinted, "Redeem", "Removed the redeemed key %q from Secret %s", key, name)
 }
 
-func (r *ImportJobReconciler) vault() vaultStore {
-	return vaultStore{client: r.Client, namespace: r.VaultNamespace}
+func (r *ImportJobReconciler) chains() chainStore {
+	return chainStore{client: r.Client, namespace: r.VaultNamespace}
 }
 
 func (r *ImportJobReconciler) event(job *jobtokenv1alpha1.ImportJob, eventType, reason, action, note string, args ...any) {
@@ -1084,9 +1025,4 @@ func secretDataEqual(a, b map[string][]byte) bool {
 		}
 	}
 	return true
-}
-
-func applyOwnerRef(ref metav1.OwnerReference) *metav1ac.OwnerReferenceApplyConfiguration {
-	return metav1ac.OwnerReference().WithAPIVersion(ref.APIVersion).WithKind(ref.Kind).WithName(ref.Name).
-		WithUID(ref.UID).WithController(true).WithBlockOwnerDeletion(true)
 }

@@ -65,7 +65,7 @@ func (r *ImportJobReconciler) releaseFinalizer(ctx context.Context, s *scope) er
 // failure is recorded and the Secrets are deleted anyway, so nothing stays stuck.
 // It returns done=false while a retry is scheduled (s.requeueAfter).
 func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, why string) (bool, error) {
-	v, err := r.vault().get(ctx, s.job)
+	v, err := r.chains().get(ctx, s.job)
 	if err != nil {
 		return false, err
 	}
@@ -98,7 +98,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	if err := r.deleteWorkerSecret(ctx, s); err != nil {
 		return false, err
 	}
-	if err := r.vault().delete(ctx, v); err != nil {
+	if err := r.chains().delete(ctx, v); err != nil {
 		return false, err
 	}
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionReconciling)
@@ -135,7 +135,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 // the vault Secret records; the issuer the job names now is never asked. It fails with an
 // *issuerGoneError when that issuer no longer exists as the same object.
 // A token redeemed from the submitter is never revoked: only what the operator minted.
-func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vault) error {
+func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *storedChain) error {
 	if v.AccessToken == "" && v.RefreshToken == "" {
 		return nil
 	}
@@ -159,11 +159,11 @@ func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *vau
 // skipRevocation ends a job whose chain's issuer is gone or was replaced: its tokens
 // are not sent anywhere else, they end at their own expiry at the issuer that minted
 // them. The Secrets are deleted as after a revocation.
-func (r *ImportJobReconciler) skipRevocation(ctx context.Context, s *scope, v *vault, gone *issuerGoneError, reason, why string) error {
+func (r *ImportJobReconciler) skipRevocation(ctx context.Context, s *scope, v *storedChain, gone *issuerGoneError, reason, why string) error {
 	if err := r.deleteWorkerSecret(ctx, s); err != nil {
 		return err
 	}
-	if err := r.vault().delete(ctx, v); err != nil {
+	if err := r.chains().delete(ctx, v); err != nil {
 		return err
 	}
 	st := &s.job.Status

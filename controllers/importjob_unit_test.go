@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +21,7 @@ import (
 	"github.com/jobtoken/jobtoken/internal/issuer"
 	issuerfake "github.com/jobtoken/jobtoken/internal/issuer/fake"
 	"github.com/jobtoken/jobtoken/internal/scheme"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // The unit layer: the reconciler against controller-runtime's fake client, the fake
@@ -114,13 +114,13 @@ func (u *unitEnv) job() *jobtokenv1alpha1.ImportJob {
 	return j
 }
 
-func (u *unitEnv) vault() *vault {
+func (u *unitEnv) chain() *storedChain {
 	u.t.Helper()
 	s := &corev1.Secret{}
 	if err := u.r.Get(context.Background(), client.ObjectKey{Namespace: "vault", Name: "importjob-uid-1"}, s); err != nil {
 		u.t.Fatal(err)
 	}
-	return decodeVault(s)
+	return decodeChain(s)
 }
 
 // start runs the reconciler until the first token is in place.
@@ -160,7 +160,7 @@ func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
 	funcs := interceptor.Funcs{
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" {
-				if len(s.Data[vaultKeyInFlight]) > 0 {
+				if len(s.Data[tokenchain.KeyInFlight]) > 0 {
 					order = append(order, "vault-marker")
 				} else {
 					order = append(order, "vault-tokens")
@@ -168,9 +168,11 @@ func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
 			}
 			return c.Update(ctx, obj, opts...)
 		},
-		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
-			order = append(order, "worker-secret")
-			return c.Apply(ctx, obj, opts...)
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "ns" {
+				order = append(order, "worker-secret")
+			}
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 	}
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, funcs)
@@ -193,8 +195,8 @@ func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
 			t.Fatalf("order = %v, want %v", order, want)
 		}
 	}
-	if u.job().Status.Rotations != 1 || u.vault().InFlight != "" {
-		t.Errorf("rotation not recorded: rotations %d, marker %q", u.job().Status.Rotations, u.vault().InFlight)
+	if u.job().Status.Rotations != 1 || u.chain().InFlight != "" {
+		t.Errorf("rotation not recorded: rotations %d, marker %q", u.job().Status.Rotations, u.chain().InFlight)
 	}
 }
 
@@ -204,7 +206,7 @@ func TestUnitLostPersistRemints(t *testing.T) {
 	failNext := false
 	funcs := interceptor.Funcs{
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" && failNext && len(s.Data[vaultKeyInFlight]) == 0 {
+			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" && failNext && len(s.Data[tokenchain.KeyInFlight]) == 0 {
 				failNext = false
 				return errors.New("connection lost")
 			}
@@ -213,7 +215,7 @@ func TestUnitLostPersistRemints(t *testing.T) {
 	}
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, funcs)
 	u.start()
-	spent := u.vault().RefreshToken
+	spent := u.chain().RefreshToken
 	var refreshed []string
 	u.issuer.WithRefresh(func(_ context.Context, rt string) (*issuer.TokenSet, error) {
 		refreshed = append(refreshed, rt)
@@ -224,7 +226,7 @@ func TestUnitLostPersistRemints(t *testing.T) {
 	if _, err := u.reconcile(); err == nil {
 		t.Fatal("want the persist error")
 	}
-	if u.vault().InFlight == "" {
+	if u.chain().InFlight == "" {
 		t.Fatal("the marker was not left behind")
 	}
 	mintsBefore := u.mints
@@ -242,8 +244,8 @@ func TestUnitLostPersistRemints(t *testing.T) {
 	if len(refreshed) != 1 {
 		t.Errorf("refresh called %d times, want 1", len(refreshed))
 	}
-	if u.job().Status.Remints != 1 || u.vault().InFlight != "" {
-		t.Errorf("remints %d, marker %q", u.job().Status.Remints, u.vault().InFlight)
+	if u.job().Status.Remints != 1 || u.chain().InFlight != "" {
+		t.Errorf("remints %d, marker %q", u.job().Status.Remints, u.chain().InFlight)
 	}
 }
 
@@ -273,7 +275,7 @@ func TestUnitErrorClasses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := newUnitEnv(t, tc.grant, interceptor.Funcs{})
 			u.start()
-			before := u.vault()
+			before := u.chain()
 			remints := u.job().Status.Remints
 			// The first refresh fails with tc.err; later ones succeed, for the refresh token
 			// the issuer holds as current only (a spent one is a dead chain, as at a real issuer).
@@ -314,7 +316,7 @@ func TestUnitErrorClasses(t *testing.T) {
 			if tc.wantRequeue != (res.RequeueAfter > 0) {
 				t.Errorf("RequeueAfter = %s", res.RequeueAfter)
 			}
-			after := u.vault()
+			after := u.chain()
 			if tc.grant == jobtokenv1alpha1.GrantRefreshToken && after.InFlight == "" {
 				t.Errorf("a lost one-shot chain must keep its marker so it is never replayed")
 			}
@@ -338,7 +340,7 @@ func TestUnitErrorClasses(t *testing.T) {
 				if len(presented) != 2 || presented[1] != before.RefreshToken {
 					t.Fatalf("the retry presented %d tokens, want the kept refresh token once more", len(presented)-1)
 				}
-				v, job := u.vault(), u.job()
+				v, job := u.chain(), u.job()
 				if v.Generation != before.Generation+1 || v.RefreshToken != current || v.InFlight != "" || job.Status.Rotations != 1 || u.mints != mints {
 					t.Errorf("the retry did not rotate the kept chain: generation %d -> %d, rotations %d, mints %d -> %d, marker %q",
 						before.Generation, v.Generation, job.Status.Rotations, mints, u.mints, v.InFlight)
@@ -371,5 +373,64 @@ func TestUnitErrorClasses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Routine status fields (the rotation counter, token times) reach the API at most once
+// per StatusInterval; the stored chain keeps the count meanwhile, and a change a person
+// watches is written at once.
+func TestUnitRoutineStatusWaitsForTheInterval(t *testing.T) {
+	patches := 0
+	funcs := interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			if _, ok := obj.(*jobtokenv1alpha1.ImportJob); ok && sub == "status" {
+				patches++
+			}
+			return c.Status().Patch(ctx, obj, patch, opts...)
+		},
+	}
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, funcs)
+	u.r.StatusInterval = 10 * time.Minute
+	u.start()
+	if patches == 0 {
+		t.Fatal("the first token's status was not written")
+	}
+	for i := 1; i <= 3; i++ {
+		before := patches
+		u.clock.Step(31 * time.Second)
+		res, err := u.reconcile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if patches != before {
+			t.Errorf("rotation %d wrote the status although only routine fields changed", i)
+		}
+		if got := u.chain().Rotations; got != int64(i) {
+			t.Errorf("the stored chain counts %d rotations, want %d", got, i)
+		}
+		if res.RequeueAfter <= 0 || res.RequeueAfter > 10*time.Minute {
+			t.Errorf("RequeueAfter %s: the held-back status must be written within the interval", res.RequeueAfter)
+		}
+	}
+	if got := u.job().Status.Rotations; got != 0 {
+		t.Errorf("status shows %d rotations before the interval passed", got)
+	}
+	// Past the interval the next pass writes the counters as the chain holds them.
+	u.clock.Step(10 * time.Minute)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := u.job().Status.Rotations, u.chain().Rotations; got != want || got < 3 {
+		t.Errorf("status shows %d rotations after the interval, the chain %d", got, want)
+	}
+	// A failure is written at once.
+	before := patches
+	u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) {
+		return nil, &issuer.Error{Class: issuer.ClassTransient, Op: "refresh", StatusCode: 503}
+	})
+	u.clock.Step(31 * time.Second)
+	_, _ = u.reconcile()
+	if patches == before || !conditionTrue(u.job(), jobtokenv1alpha1.ConditionTokenRefreshFailed) {
+		t.Errorf("a failed rotation was not written at once (patches %d -> %d)", before, patches)
 	}
 }

@@ -134,7 +134,7 @@ func (o *OrphanSweeper) isOrphan(ctx context.Context, s *corev1.Secret) (bool, e
 
 func (o *OrphanSweeper) revokeAndDelete(ctx context.Context, s *corev1.Secret) error {
 	log := ctrl.LoggerFrom(ctx).WithValues("secret", s.Name)
-	v := decodeVault(s)
+	v := decodeChain(s)
 	if v.AccessToken != "" || v.RefreshToken != "" {
 		if err := o.revoke(ctx, s, v); err != nil {
 			var gone *issuerGoneError
@@ -148,10 +148,10 @@ func (o *OrphanSweeper) revokeAndDelete(ctx context.Context, s *corev1.Secret) e
 			}
 		}
 	}
-	return vaultStore{client: o.Client, namespace: o.VaultNamespace}.delete(ctx, v)
+	return chainStore{client: o.Client, namespace: o.VaultNamespace}.delete(ctx, v)
 }
 
-func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *vault) error {
+func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *storedChain) error {
 	bound, ok := recordedBinding(s)
 	if !ok {
 		return apierrors.NewNotFound(jobtokenv1alpha1.GroupVersion.WithResource("tokenissuers").GroupResource(), "")

@@ -83,8 +83,8 @@ func (r *ImportJobReconciler) handleError(ctx context.Context, s *scope, err err
 	st.LastFailureTime = &metav1.Time{Time: s.now}
 	backoff := max(r.nextRetry(s, s.now, issuer.RetryAfterOf(err)).Sub(s.now), 0).Round(time.Millisecond)
 	msg := fmt.Sprintf("attempt %d failed: %v; retrying in %s", st.FailedRotationAttempts, err, backoff)
-	if s.vault != nil && s.vault.AccessToken != "" && s.now.Before(s.vault.ExpiresAt) {
-		msg += fmt.Sprintf("; the current token stays valid until %s", s.vault.ExpiresAt.UTC().Format(time.RFC3339))
+	if s.chain != nil && s.chain.AccessToken != "" && s.now.Before(s.chain.ExpiresAt) {
+		msg += fmt.Sprintf("; the current token stays valid until %s", s.chain.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	reason := jobtokenv1alpha1.ReasonIssuerUnavailable
 	if ie.Class == issuer.ClassDeadChain {

@@ -17,6 +17,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
 	"github.com/jobtoken/jobtoken/internal/testenv"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // The OAuth client the TokenIssuer sample names, registered at the harness issuer.
@@ -122,6 +123,9 @@ func TestTenantRunsEverySample(t *testing.T) {
 		if j := h.getJob(job.Name); conditionTrue(j, jobtokenv1alpha1.ConditionStalled) || !conditionTrue(j, jobtokenv1alpha1.ConditionReady) {
 			t.Errorf("%s is not Ready after its rotation: %+v", job.Name, j.Status.Conditions)
 		}
+		if !hasEvent(h.events(job.Name), EventRotated) {
+			t.Errorf("%s: no Rotated event for the rotation its tenant asked for: %v", job.Name, h.events(job.Name))
+		}
 	}
 	// The tenant sees its jobs (the viewer part of the editor role), never the chains.
 	list := &jobtokenv1alpha1.ImportJobList{}
@@ -140,7 +144,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 		h.must(err)
 		vs, err := h.vaultSecret(job)
 		h.must(err)
-		held = append(held, string(ws.Data[jobtokenv1alpha1.KeyAccessToken]), string(vs.Data[vaultKeyRefreshToken]))
+		held = append(held, string(ws.Data[jobtokenv1alpha1.KeyAccessToken]), string(vs.Data[tokenchain.KeyRefreshToken]))
 	}
 	for _, tok := range held {
 		if tok != "" && !h.issuer.Active(tok) {

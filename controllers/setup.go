@@ -18,6 +18,10 @@ type Config struct {
 	OrphanSweepInterval     time.Duration
 	OrphanGrace             time.Duration
 	MaxConcurrentReconciles int
+	// StatusInterval bounds how late routine ImportJob status fields (rotation counters,
+	// token times) reach the API; zero takes DefaultStatusInterval, a negative value
+	// writes every change.
+	StatusInterval time.Duration
 	// Issuers bounds the requests to issuers and what is accepted from them; it is used
 	// when IssuerClients is nil; nil means DefaultIssuerOptions.
 	Issuers *IssuerOptions
@@ -37,10 +41,18 @@ func SetupAll(mgr ctrl.Manager, cfg Config) error {
 	if cfg.IssuerClients == nil && cfg.Issuers != nil {
 		cfg.IssuerClients = NewIssuerClientFactory(*cfg.Issuers)
 	}
+	statusInterval := cfg.StatusInterval
+	switch {
+	case statusInterval == 0:
+		statusInterval = DefaultStatusInterval
+	case statusInterval < 0:
+		statusInterval = 0
+	}
 	if err := (&ImportJobReconciler{
 		Client: mgr.GetClient(), Clock: cfg.Clock, VaultNamespace: cfg.VaultNamespace, IssuerClients: cfg.IssuerClients,
 		RevocationBudget: cfg.RevocationBudget, MaxRetryBackoff: cfg.MaxRetryBackoff, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		IssuerLimits: cfg.IssuerLimits, RotateNowMinInterval: cfg.RotateNowMinInterval, MinRotationGap: cfg.MinRotationGap,
+		StatusInterval: statusInterval,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

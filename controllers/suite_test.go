@@ -205,6 +205,8 @@ func (h *harness) startManager(opts managerOptions) *runningManager {
 		OrphanGrace:         time.Second,
 		// Tests ask for rotations seconds apart.
 		RotateNowMinInterval: time.Second,
+		// Every status change is written, so the tests read counters without waiting.
+		StatusInterval: -1,
 	}))
 	ctx, cancel := context.WithCancel(h.ctx)
 	done := make(chan struct{})
@@ -295,7 +297,7 @@ func (h *harness) workerSecret(job *jobtokenv1alpha1.ImportJob) (*corev1.Secret,
 
 func (h *harness) vaultSecret(job *jobtokenv1alpha1.ImportJob) (*corev1.Secret, error) {
 	s := &corev1.Secret{}
-	err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: vaultNamespace, Name: vaultSecretName(job)}, s)
+	err := env.Client.Get(h.ctx, client.ObjectKey{Namespace: vaultNamespace, Name: chainSecretName(job)}, s)
 	return s, err
 }
 

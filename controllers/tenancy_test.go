@@ -22,6 +22,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // The tenancy tests treat what a tenant can write in its namespace as adversarial: the
@@ -140,7 +141,7 @@ func TestIssuerSwappedGetsNoToken(t *testing.T) {
 			vs, err := h.vaultSecret(job)
 			h.must(err)
 			chain := maps.Clone(vs.Data)
-			if len(chain[vaultKeyRefreshToken]) == 0 {
+			if len(chain[tokenchain.KeyRefreshToken]) == 0 {
 				t.Fatal("no refresh token in the vault: the test would prove nothing")
 			}
 			first := &jobtokenv1alpha1.TokenIssuer{}
@@ -282,7 +283,7 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	victim := h.runningJob("victim", jobtokenv1alpha1.GrantPassword)
 	vs, err := h.vaultSecret(victim)
 	h.must(err)
-	refresh := string(vs.Data[vaultKeyRefreshToken])
+	refresh := string(vs.Data[tokenchain.KeyRefreshToken])
 	if refresh == "" {
 		t.Fatal("no refresh token in the vault: the test would prove nothing")
 	}
@@ -293,7 +294,7 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
 			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
 				IssuerURL: attacker.srv.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretPost,
-				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: vaultKeyRefreshToken},
+				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: vs.Name, Key: tokenchain.KeyRefreshToken},
 			}},
 			Allowed: allowNamespace(h.ns, jobtokenv1alpha1.GrantClientCredentials),
 		},

@@ -44,7 +44,7 @@ func TestUnitUnrecordedChainIsBound(t *testing.T) {
 	if _, err := u.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	s := u.vault().secret
+	s := u.chain().secret
 	if got := s.Annotations[annotationVaultIssuer]; got != "TokenIssuer/ns/idp" {
 		t.Errorf("recorded issuer = %q, want TokenIssuer/ns/idp", got)
 	}
@@ -68,7 +68,7 @@ func TestUnitChainOfAnotherIssuerIsNotSent(t *testing.T) {
 			u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 			u.start()
 			u.editVault(edit)
-			before := u.vault()
+			before := u.chain()
 			calls := len(u.issuer.Calls())
 			u.clock.Step(31 * time.Second)
 			if _, err := u.reconcile(); err == nil {
@@ -81,7 +81,7 @@ func TestUnitChainOfAnotherIssuerIsNotSent(t *testing.T) {
 			if strings.Contains(c.Message, before.RefreshToken) || strings.Contains(c.Message, before.AccessToken) {
 				t.Error("the condition holds token bytes")
 			}
-			after := u.vault()
+			after := u.chain()
 			if after.RefreshToken != before.RefreshToken || after.Generation != before.Generation || after.InFlight != "" {
 				t.Error("the chain changed")
 			}

@@ -32,6 +32,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/bench"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
 // Options shape a chaos run.
@@ -339,7 +340,7 @@ func (s *scenario) lostChains(ctx context.Context) (int, error) {
 			if attempt > 0 && !suspects[key] {
 				continue
 			}
-			if !s.iss.Active(string(v.Data["refresh_token"])) {
+			if !s.iss.Active(string(v.Data[tokenchain.KeyRefreshToken])) {
 				next[key] = true
 			}
 		}
@@ -393,10 +394,10 @@ func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, e
 		inFlight := 0
 		var gens int64
 		for _, v := range vs {
-			if len(v.Data["in_flight"]) > 0 {
+			if len(v.Data[tokenchain.KeyInFlight]) > 0 {
 				inFlight++
 			}
-			n, _ := strconv.ParseInt(string(v.Data["generation"]), 10, 64)
+			n, _ := strconv.ParseInt(string(v.Data[tokenchain.KeyGeneration]), 10, 64)
 			gens += max(n-1, 0)
 		}
 		if inFlight == 0 || attempt == 50 {
@@ -429,10 +430,10 @@ func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, e
 func (s *scenario) heldTokens(vs []corev1.Secret) []heldToken {
 	var held []heldToken
 	for _, v := range vs {
-		if t := string(v.Data["refresh_token"]); t != "" {
+		if t := string(v.Data[tokenchain.KeyRefreshToken]); t != "" {
 			held = append(held, heldToken{token: t, refresh: true})
 		}
-		if t := string(v.Data["access_token"]); t != "" {
+		if t := string(v.Data[tokenchain.KeyAccessToken]); t != "" {
 			exp, _ := time.Parse(time.RFC3339Nano, string(v.Data["expires_at"]))
 			held = append(held, heldToken{token: t, expiresAt: exp})
 		}

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/tokenchain"
 	"github.com/jobtoken/jobtoken/pkg/tokenfile"
 )
 
@@ -178,7 +179,7 @@ func readRefreshToken(ctx context.Context, cl client.Client) string {
 		return ""
 	}
 	for _, s := range list.Items {
-		if rt := s.Data["refresh_token"]; len(rt) > 0 {
+		if rt := s.Data[tokenchain.KeyRefreshToken]; len(rt) > 0 {
 			return string(rt)
 		}
 	}

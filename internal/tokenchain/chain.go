@@ -1,0 +1,205 @@
+package tokenchain
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
+	"github.com/jobtoken/jobtoken/internal/issuer"
+)
+
+// Store persists a record. Save fails when another writer changed the stored record
+// since it was read (optimistic concurrency); on success the record is the stored one.
+type Store interface {
+	Save(ctx context.Context, r *Record) error
+}
+
+// Issuer is what a chain asks of an identity provider.
+type Issuer interface {
+	Mint(ctx context.Context, grant issuer.Grant) (*issuer.TokenSet, error)
+	Refresh(ctx context.Context, refreshToken string) (*issuer.TokenSet, error)
+}
+
+// Kind says how an operation ended.
+type Kind string
+
+const (
+	// Unchanged: nothing was needed.
+	Unchanged Kind = "Unchanged"
+	// Minted: the job's first pair is stored.
+	Minted Kind = "Minted"
+	// Rotated: a new access token is stored (by refresh, or by minting for a grant that
+	// has no refresh token).
+	Rotated Kind = "Rotated"
+	// Reminted: a fresh pair replaced a chain that ended or could not go on.
+	Reminted Kind = "Reminted"
+	// Lost: the chain cannot go on and the grant cannot mint again; the job gets no
+	// further tokens. The record keeps its marker so that nothing is ever replayed.
+	Lost Kind = "Lost"
+	// Failed: a request or a write failed; Err says which, and the chain is unchanged
+	// (or marked, when the failure may have spent its token: the next pass recovers).
+	Failed Kind = "Failed"
+)
+
+// Outcome is the result of one operation on a chain.
+type Outcome struct {
+	Kind Kind
+	// Reason is the condition reason of a re-mint or a loss (an api Reason* constant).
+	Reason string
+	// Why says in words why the operation happened or ended so; never token bytes.
+	Why string
+	// Tokens is the new pair, for Minted, Rotated and Reminted.
+	Tokens *issuer.TokenSet
+	// Err is the failure, for Failed: an issuer error (see issuer.ClassOf) or a write's.
+	Err error
+}
+
+// Chain is one job's chain as read at the start of a pass.
+type Chain struct {
+	Record *Record
+	Store  Store
+	Issuer Issuer
+	// CanRemint says whether the grant can mint a new pair at any time.
+	CanRemint bool
+	// Grant reads the grant's input; only a mint calls it.
+	Grant func(ctx context.Context) (issuer.Grant, error)
+	Now   time.Time
+}
+
+// First mints the job's first pair on a record just created with Initial.
+func (c *Chain) First(ctx context.Context) Outcome {
+	return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
+}
+
+// Ensure brings a chain found at the start of a pass to a usable state: it recovers
+// from a request whose outcome was never recorded, and mints again where a remintable
+// chain has no access token. lostReported says the loss of this chain was already
+// reported, so nothing is attempted.
+func (c *Chain) Ensure(ctx context.Context, lostReported bool) Outcome {
+	r := c.Record
+	switch {
+	case r.InFlight != "" && lostReported:
+		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonOutcomeUnknown, Why: "already reported"}
+	case r.InFlight != "":
+		what := "a refresh"
+		if r.InFlightOp() == OpRedeem {
+			what = "the redemption of the grant input"
+		}
+		return c.Recover(ctx, jobtokenv1alpha1.ReasonOutcomeUnknown,
+			what+" was interrupted and its outcome is unknown; the token it used is never replayed")
+	case r.AccessToken == "" && c.CanRemint:
+		return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
+	case r.AccessToken == "":
+		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the grant input was already redeemed and no token was kept"}
+	}
+	return Outcome{Kind: Unchanged}
+}
+
+// Refresh rotates the pair with the stored refresh token, crash-safely: the marker is
+// stored before the request and the new pair after it. A chain without a refresh token
+// rotates by minting where the grant can.
+func (c *Chain) Refresh(ctx context.Context, why string) Outcome {
+	r := c.Record
+	if r.RefreshToken == "" {
+		if c.CanRemint {
+			return c.mint(ctx, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
+		}
+		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the issuer gave no refresh token and the grant cannot mint again"}
+	}
+	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
+	if err := c.Store.Save(ctx, r); err != nil {
+		// A conflict means another writer moved the chain: the next pass starts from it.
+		return Outcome{Kind: Failed, Err: err}
+	}
+	ts, err := c.Issuer.Refresh(ctx, r.RefreshToken)
+	if err != nil {
+		switch issuer.ClassOf(err) {
+		case issuer.ClassOutcomeUnknown:
+			return c.Recover(ctx, jobtokenv1alpha1.ReasonOutcomeUnknown, "the refresh request's outcome is unknown ("+err.Error()+")")
+		case issuer.ClassDeadChain:
+			return c.Recover(ctx, jobtokenv1alpha1.ReasonDeadChain, "the issuer ended the refresh chain ("+err.Error()+")")
+		default:
+			// The issuer answered without rotating: the refresh token is still good.
+			r.InFlight = ""
+			if serr := c.Store.Save(ctx, r); serr != nil {
+				return Outcome{Kind: Failed, Err: errors.Join(err, serr)}
+			}
+			return Outcome{Kind: Failed, Err: err}
+		}
+	}
+	r.setTokens(ts)
+	r.Rotations++
+	r.RotatedAt = c.Now
+	if err := c.Store.Save(ctx, r); err != nil {
+		return Outcome{Kind: Failed, Err: err}
+	}
+	return Outcome{Kind: Rotated, Why: why, Tokens: ts}
+}
+
+// Remint replaces a chain that is about to end (the session maximum) by a fresh pair.
+func (c *Chain) Remint(ctx context.Context, reason, why string) Outcome {
+	return c.mint(ctx, reason, why)
+}
+
+// Recover replaces a chain that cannot be refreshed: it mints again where the grant
+// can, and otherwise reports the chain Lost, keeping the marker.
+func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
+	r := c.Record
+	if !c.CanRemint {
+		return Outcome{Kind: Lost, Reason: reason, Why: why}
+	}
+	// Claim the recovery with a write, and keep the chain marked until a fresh pair is
+	// stored: its refresh token may be spent, so a failed mint must not leave it for a
+	// later refresh to present.
+	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
+	if err := c.Store.Save(ctx, r); err != nil {
+		return Outcome{Kind: Failed, Err: err}
+	}
+	return c.mint(ctx, reason, why)
+}
+
+// mint obtains a fresh pair with the grant and stores it. reason is ReasonMinted for a
+// first pair, ReasonRotated for a rotation by minting, or the reason of a re-mint.
+func (c *Chain) mint(ctx context.Context, reason, why string) Outcome {
+	r := c.Record
+	grant, err := c.Grant(ctx)
+	if err != nil {
+		return Outcome{Kind: Failed, Err: err}
+	}
+	ts, err := c.Issuer.Mint(ctx, grant)
+	if err != nil {
+		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && r.InFlightOp() == OpRedeem {
+			// The issuer answered: a one-shot input was not consumed (or is dead anyway).
+			// A refresh marker stays: its refresh token may be spent.
+			r.InFlight = ""
+			if serr := c.Store.Save(ctx, r); serr != nil {
+				return Outcome{Kind: Failed, Err: errors.Join(err, serr)}
+			}
+		}
+		return Outcome{Kind: Failed, Err: err}
+	}
+	first := r.Generation == 0
+	// The replaced chain is not revoked: on Keycloak, revoking a refresh token detaches
+	// the client from all of the user's sessions (the new chain included), and on Okapi a
+	// logout with a spent token can be taken for a leak. It ends at its own expiry.
+	r.setTokens(ts)
+	if !c.CanRemint {
+		r.GrantRedeemed = true
+	}
+	kind := Reminted
+	switch {
+	case reason == jobtokenv1alpha1.ReasonRotated:
+		kind = Rotated
+		r.Rotations++
+		r.RotatedAt = c.Now
+	case first:
+		kind = Minted
+	default:
+		r.Remints++
+	}
+	if err := c.Store.Save(ctx, r); err != nil {
+		return Outcome{Kind: Failed, Err: err}
+	}
+	return Outcome{Kind: kind, Reason: reason, Why: why, Tokens: ts}
+}
