@@ -227,6 +227,9 @@ type scope struct {
 	workerSecret *corev1.Secret
 	// rotated is set when this pass wrote a new token.
 	rotated bool
+	// statusNow is set when someone waits for this pass's status (a requested rotation),
+	// so that routine fields are written at once too.
+	statusNow bool
 	// requeueAfter is the earliest wake-up any step asked for.
 	requeueAfter time.Duration
 	// stop ends the step list: a step is waiting or the job has ended.
@@ -264,7 +267,7 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if apiequalityStatus(base, job) {
 			return
 		}
-		if wait := r.statusWrites.wait(r.StatusInterval, req.NamespacedName, base, job, s.now); wait > 0 {
+		if wait := r.statusWrites.wait(r.StatusInterval, req.NamespacedName, base, job, s.now); wait > 0 && !s.statusNow {
 			// Only routine fields changed (counters, token times): they reach the status
 			// within the interval, the metrics at once.
 			if retres.RequeueAfter == 0 || wait < retres.RequeueAfter {
@@ -600,6 +603,7 @@ func (r *ImportJobReconciler) recordOutcome(ctx context.Context, s *scope, o tok
 		if o.Why != whyScheduled {
 			// A routine rotation is seen in the metrics and the status; an event per
 			// rotation would be a write per rotation.
+			s.statusNow = true
 			r.event(s.job, corev1.EventTypeNormal, EventRotated, "Refresh", "Rotated the access token (%s); new token expires at %s", o.Why, expires)
 		}
 	case tokenchain.Reminted:

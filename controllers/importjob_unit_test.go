@@ -423,8 +423,18 @@ func TestUnitRoutineStatusWaitsForTheInterval(t *testing.T) {
 	if got, want := u.job().Status.Rotations, u.chain().Rotations; got != want || got < 3 {
 		t.Errorf("status shows %d rotations after the interval, the chain %d", got, want)
 	}
-	// A failure is written at once.
+	// A rotation someone asked for is written at once: they wait for it.
 	before := patches
+	u.requestRotation()
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if patches == before || u.job().Status.Rotations != u.chain().Rotations {
+		t.Errorf("a requested rotation's status was held back (patches %d -> %d, rotations %d, chain %d)",
+			before, patches, u.job().Status.Rotations, u.chain().Rotations)
+	}
+	// A failure is written at once.
+	before = patches
 	u.issuer.WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) {
 		return nil, &issuer.Error{Class: issuer.ClassTransient, Op: "refresh", StatusCode: 503}
 	})
@@ -432,5 +442,15 @@ func TestUnitRoutineStatusWaitsForTheInterval(t *testing.T) {
 	_, _ = u.reconcile()
 	if patches == before || !conditionTrue(u.job(), jobtokenv1alpha1.ConditionTokenRefreshFailed) {
 		t.Errorf("a failed rotation was not written at once (patches %d -> %d)", before, patches)
+	}
+}
+
+// requestRotation sets the rotate-now annotation as a user would.
+func (u *unitEnv) requestRotation() {
+	u.t.Helper()
+	j := u.job()
+	metav1.SetMetaDataAnnotation(&j.ObjectMeta, jobtokenv1alpha1.AnnotationRotateNow, "now")
+	if err := u.r.Update(context.Background(), j); err != nil {
+		u.t.Fatal(err)
 	}
 }
