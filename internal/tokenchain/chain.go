@@ -64,7 +64,18 @@ type Chain struct {
 	CanRemint bool
 	// Grant reads the grant's input; only a mint calls it.
 	Grant func(ctx context.Context) (issuer.Grant, error)
-	Now   time.Time
+	// BeforeRequest, when set, is called before anything is written for a request to the
+	// issuer; an error ends the operation as Failed with nothing written or sent (an
+	// issuer's request limit, for example).
+	BeforeRequest func() error
+	Now           time.Time
+}
+
+func (c *Chain) beforeRequest() error {
+	if c.BeforeRequest == nil {
+		return nil
+	}
+	return c.BeforeRequest()
 }
 
 // First mints the job's first pair on a record just created with Initial.
@@ -90,6 +101,17 @@ func (c *Chain) Ensure(ctx context.Context, lostReported bool) Outcome {
 			what+" was interrupted and its outcome is unknown; the token it used is never replayed")
 	case r.AccessToken == "" && c.CanRemint:
 		return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
+	case r.AccessToken == "" && r.Generation == 0 && !r.GrantRedeemed:
+		// A one-shot input that an earlier pass did not spend (its redeem marker was
+		// cleared on an answer that proves it): mark it again, then redeem it.
+		if err := c.beforeRequest(); err != nil {
+			return Outcome{Kind: Failed, Err: err}
+		}
+		r.InFlight = Marker(OpRedeem, 0, c.Now)
+		if err := c.Store.Save(ctx, r); err != nil {
+			return Outcome{Kind: Failed, Err: err}
+		}
+		return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
 	case r.AccessToken == "":
 		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the grant input was already redeemed and no token was kept"}
 	}
@@ -106,6 +128,9 @@ func (c *Chain) Refresh(ctx context.Context, why string) Outcome {
 			return c.mint(ctx, jobtokenv1alpha1.ReasonRotated, why+"; the grant has no refresh token, so a new token is minted")
 		}
 		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the issuer gave no refresh token and the grant cannot mint again"}
+	}
+	if err := c.beforeRequest(); err != nil {
+		return Outcome{Kind: Failed, Err: err}
 	}
 	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
 	if err := c.Store.Save(ctx, r); err != nil {
@@ -149,6 +174,9 @@ func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
 	if !c.CanRemint {
 		return Outcome{Kind: Lost, Reason: reason, Why: why}
 	}
+	if err := c.beforeRequest(); err != nil {
+		return Outcome{Kind: Failed, Err: err}
+	}
 	// Claim the recovery with a write, and keep the chain marked until a fresh pair is
 	// stored: its refresh token may be spent, so a failed mint must not leave it for a
 	// later refresh to present.
@@ -163,21 +191,31 @@ func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
 // first pair, ReasonRotated for a rotation by minting, or the reason of a re-mint.
 func (c *Chain) mint(ctx context.Context, reason, why string) Outcome {
 	r := c.Record
+	if err := c.beforeRequest(); err != nil {
+		return c.unspent(ctx, err)
+	}
 	grant, err := c.Grant(ctx)
 	if err != nil {
-		return Outcome{Kind: Failed, Err: err}
+		return c.unspent(ctx, err)
 	}
 	ts, err := c.Issuer.Mint(ctx, grant)
 	if err != nil {
-		if issuer.ClassOf(err) != issuer.ClassOutcomeUnknown && r.InFlightOp() == OpRedeem {
-			// The issuer answered: a one-shot input was not consumed (or is dead anyway).
-			// A refresh marker stays: its refresh token may be spent.
-			r.InFlight = ""
-			if serr := c.Store.Save(ctx, r); serr != nil {
-				return Outcome{Kind: Failed, Err: errors.Join(err, serr)}
+		switch issuer.ClassOf(err) {
+		case issuer.ClassOutcomeUnknown:
+			return Outcome{Kind: Failed, Err: err}
+		case issuer.ClassDeadChain:
+			if !c.CanRemint && r.InFlightOp() == OpRedeem {
+				// The one-shot input is dead: never present it again (an issuer may take a
+				// second presentation of a used refresh token as theft of its family).
+				r.InFlight, r.GrantRedeemed = "", true
+				if serr := c.Store.Save(ctx, r); serr != nil {
+					return Outcome{Kind: Failed, Err: errors.Join(err, serr)}
+				}
+				return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the issuer refused the grant input (" + err.Error() + ")"}
 			}
 		}
-		return Outcome{Kind: Failed, Err: err}
+		// The issuer answered without acting: a one-shot input was not consumed.
+		return c.unspent(ctx, err)
 	}
 	first := r.Generation == 0
 	// The replaced chain is not revoked: on Keycloak, revoking a refresh token detaches
@@ -202,4 +240,18 @@ func (c *Chain) mint(ctx context.Context, reason, why string) Outcome {
 		return Outcome{Kind: Failed, Err: err}
 	}
 	return Outcome{Kind: kind, Reason: reason, Why: why, Tokens: ts}
+}
+
+// unspent ends a mint that failed before its input could be spent: a one-shot input's
+// redeem marker is cleared so that the next pass may use it. A refresh marker stays:
+// the chain's refresh token may be spent.
+func (c *Chain) unspent(ctx context.Context, err error) Outcome {
+	r := c.Record
+	if r.InFlightOp() == OpRedeem {
+		r.InFlight = ""
+		if serr := c.Store.Save(ctx, r); serr != nil {
+			return Outcome{Kind: Failed, Err: errors.Join(err, serr)}
+		}
+	}
+	return Outcome{Kind: Failed, Err: err}
 }

@@ -115,7 +115,9 @@ var states = []state{
 	}, func(ctx context.Context, c *Chain) Outcome { return c.Ensure(ctx, false) }},
 	{"redeem marker found", func(bool) Record { return Record{InFlight: Marker(OpRedeem, 0, now)} },
 		func(ctx context.Context, c *Chain) Outcome { return c.Ensure(ctx, false) }},
-	{"no access token", func(oneShot bool) Record { return Record{GrantRedeemed: oneShot} },
+	{"no access token, input redeemed", func(oneShot bool) Record { return Record{GrantRedeemed: oneShot} },
+		func(ctx context.Context, c *Chain) Outcome { return c.Ensure(ctx, false) }},
+	{"no access token, input never spent", func(bool) Record { return Record{} },
 		func(ctx context.Context, c *Chain) Outcome { return c.Ensure(ctx, false) }},
 	{"usable chain", validChain,
 		func(ctx context.Context, c *Chain) Outcome { return c.Ensure(ctx, false) }},
@@ -223,6 +225,7 @@ func TestChainOutcomeKinds(t *testing.T) {
 			func(c *Chain) Outcome { return c.Ensure(ctx, false) }, Reminted, 2},
 		{"marker, one-shot", func() Record { r := validChain(true); r.InFlight = Marker(OpRefresh, 1, now); return r }(), true,
 			func(c *Chain) Outcome { return c.Ensure(ctx, false) }, Lost, 0},
+		{"one-shot input not spent by an earlier pass", Record{}, true, func(c *Chain) Outcome { return c.Ensure(ctx, false) }, Minted, 2},
 		{"loss already reported", func() Record { r := validChain(true); r.InFlight = Marker(OpRefresh, 1, now); return r }(), true,
 			func(c *Chain) Outcome { return c.Ensure(ctx, true) }, Lost, 0},
 	}
