@@ -23,17 +23,17 @@ const (
 	chainSecretType        = corev1.SecretType("jobtoken.dev/vault")
 )
 
-// annotationVaultIssuer on a vault Secret names the issuer of its chain
+// annotationChainIssuer on the stored chain names the issuer of its chain
 // ("<kind>/<namespace>/<name>"), so an orphaned chain can still be revoked;
-// annotationVaultIssuerUID holds that issuer's UID, so that an issuer deleted and
+// annotationChainIssuerUID holds that issuer's UID, so that an issuer deleted and
 // re-created under the same name is told apart from the one that minted the chain.
-// annotationVaultIssuerEndpoint holds the origin (scheme://host:port) the issuer's spec
+// annotationChainIssuerEndpoint holds the origin (scheme://host:port) the issuer's spec
 // pointed at when the chain was minted, so that an issuer whose owner points it at
 // another server is told apart too.
 const (
-	annotationVaultIssuer         = "jobtoken.dev/issuer"
-	annotationVaultIssuerUID      = "jobtoken.dev/issuer-uid"
-	annotationVaultIssuerEndpoint = "jobtoken.dev/issuer-endpoint"
+	annotationChainIssuer         = "jobtoken.dev/issuer"
+	annotationChainIssuerUID      = "jobtoken.dev/issuer-uid"
+	annotationChainIssuerEndpoint = "jobtoken.dev/issuer-endpoint"
 )
 
 // issuerBinding identifies one issuer object: a refresh chain is only ever sent to the
@@ -65,15 +65,15 @@ func currentBinding(job *jobtokenv1alpha1.ImportJob, ref *issuerRef) issuerBindi
 	return b
 }
 
-// recordedBinding reads the issuer a vault Secret records; ok is false for a chain
+// recordedBinding reads the issuer a stored chain records; ok is false for a chain
 // stored before issuers were recorded. The UID is empty when only the name was recorded.
 func recordedBinding(s *corev1.Secret) (b issuerBinding, ok bool) {
-	kind, ns, name := parseIssuerAnnotation(s.Annotations[annotationVaultIssuer])
+	kind, ns, name := parseIssuerAnnotation(s.Annotations[annotationChainIssuer])
 	if name == "" {
 		return issuerBinding{}, false
 	}
-	b = newIssuerBinding(kind, ns, name, types.UID(s.Annotations[annotationVaultIssuerUID]))
-	b.Endpoint = s.Annotations[annotationVaultIssuerEndpoint]
+	b = newIssuerBinding(kind, ns, name, types.UID(s.Annotations[annotationChainIssuerUID]))
+	b.Endpoint = s.Annotations[annotationChainIssuerEndpoint]
 	return b, true
 }
 
@@ -101,7 +101,7 @@ func (b issuerBinding) String() string {
 	return name + " (uid " + string(b.UID) + ")"
 }
 
-// annotate records b on a vault Secret.
+// annotate records b on a stored chain.
 func (b issuerBinding) annotate(s *corev1.Secret, jobNamespace string) {
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
@@ -110,10 +110,10 @@ func (b issuerBinding) annotate(s *corev1.Secret, jobNamespace string) {
 	if ns == "" {
 		ns = jobNamespace
 	}
-	s.Annotations[annotationVaultIssuer] = string(b.Kind) + "/" + ns + "/" + b.Name
-	s.Annotations[annotationVaultIssuerUID] = string(b.UID)
+	s.Annotations[annotationChainIssuer] = string(b.Kind) + "/" + ns + "/" + b.Name
+	s.Annotations[annotationChainIssuerUID] = string(b.UID)
 	if b.Endpoint != "" {
-		s.Annotations[annotationVaultIssuerEndpoint] = b.Endpoint
+		s.Annotations[annotationChainIssuerEndpoint] = b.Endpoint
 	}
 }
 
@@ -166,7 +166,7 @@ func (s chainStore) get(ctx context.Context, job *jobtokenv1alpha1.ImportJob) (*
 	return decodeChain(secret), nil
 }
 
-// create writes a new vault Secret, with the given state, labelled with its ImportJob
+// create writes a new stored chain, with the given state, labelled with its ImportJob
 // and recording the issuer that is about to mint its chain.
 func (s chainStore) create(ctx context.Context, job *jobtokenv1alpha1.ImportJob, by issuerBinding, v *storedChain) (*storedChain, error) {
 	secret := &corev1.Secret{

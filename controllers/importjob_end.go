@@ -61,7 +61,7 @@ func (r *ImportJobReconciler) releaseFinalizer(ctx context.Context, s *scope) er
 }
 
 // revokeAll revokes every token the operator holds for the job, then deletes the
-// worker and vault Secrets. Retries are bounded by RevocationBudget; past it the
+// worker and stored chains. Retries are bounded by RevocationBudget; past it the
 // failure is recorded and the Secrets are deleted anyway, so nothing stays stuck.
 // It returns done=false while a retry is scheduled (s.requeueAfter).
 func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, why string) (bool, error) {
@@ -132,7 +132,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 }
 
 // revokeTokens revokes the pair through the dialect of the issuer that minted it, which
-// the vault Secret records; the issuer the job names now is never asked. It fails with an
+// the stored chain records; the issuer the job names now is never asked. It fails with an
 // *issuerGoneError when that issuer no longer exists as the same object.
 // A token redeemed from the submitter is never revoked: only what the operator minted.
 func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *storedChain) error {

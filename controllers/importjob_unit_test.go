@@ -155,15 +155,15 @@ func TestUnitFirstReconcileSchedulesRotation(t *testing.T) {
 	}
 }
 
-func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
+func TestUnitRotationPersistsChainBeforeWorkerSecret(t *testing.T) {
 	var order []string
 	funcs := interceptor.Funcs{
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 			if s, ok := obj.(*corev1.Secret); ok && s.Namespace == "vault" {
 				if len(s.Data[tokenchain.KeyInFlight]) > 0 {
-					order = append(order, "vault-marker")
+					order = append(order, "chain-marker")
 				} else {
-					order = append(order, "vault-tokens")
+					order = append(order, "chain-tokens")
 				}
 			}
 			return c.Update(ctx, obj, opts...)
@@ -186,7 +186,7 @@ func TestUnitRotationPersistsVaultBeforeWorkerSecret(t *testing.T) {
 	if _, err := u.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"vault-marker", "issuer-refresh", "vault-tokens", "worker-secret"}
+	want := []string{"chain-marker", "issuer-refresh", "chain-tokens", "worker-secret"}
 	if len(order) != len(want) {
 		t.Fatalf("order = %v, want %v", order, want)
 	}

@@ -19,12 +19,12 @@ import (
 // Defaults of the orphan sweep.
 const (
 	DefaultOrphanSweepInterval = 5 * time.Minute
-	// orphanGrace spares vault Secrets younger than this: their ImportJob may be
+	// orphanGrace spares stored chains younger than this: their ImportJob may be
 	// newer than what any reader has seen yet.
 	orphanGrace = time.Minute
 )
 
-// OrphanSweeper revokes and deletes vault Secrets whose ImportJob no longer exists (for
+// OrphanSweeper revokes and deletes stored chains whose ImportJob no longer exists (for
 // example when the operator was down while a job was deleted with its finalizer removed
 // by hand). It runs at start-up and then every Interval, on the leader only.
 type OrphanSweeper struct {
@@ -34,7 +34,7 @@ type OrphanSweeper struct {
 	VaultNamespace string
 	IssuerClients  IssuerClientFactory
 	Interval       time.Duration
-	// Grace spares vault Secrets younger than this (default one minute).
+	// Grace spares stored chains younger than this (default one minute).
 	Grace time.Duration
 
 	clients *clientCache
@@ -75,7 +75,7 @@ func (o *OrphanSweeper) Start(ctx context.Context) error {
 		if err != nil {
 			log.Error(err, "Orphan sweep failed")
 		} else if n > 0 {
-			log.Info("Revoked and deleted orphaned vault Secrets", "count", n)
+			log.Info("Revoked and deleted orphaned stored chains", "count", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -85,7 +85,7 @@ func (o *OrphanSweeper) Start(ctx context.Context) error {
 	}
 }
 
-// Sweep handles every orphaned vault Secret once and returns how many it removed.
+// Sweep handles every orphaned stored chain once and returns how many it removed.
 func (o *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 	list := &corev1.SecretList{}
 	if err := o.Client.List(ctx, list, client.InNamespace(o.VaultNamespace), client.MatchingLabels{

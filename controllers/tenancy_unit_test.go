@@ -37,18 +37,18 @@ func TestUnitUnrecordedChainIsBound(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	u.start()
 	u.editVault(func(a map[string]string) {
-		delete(a, annotationVaultIssuer)
-		delete(a, annotationVaultIssuerUID)
+		delete(a, annotationChainIssuer)
+		delete(a, annotationChainIssuerUID)
 	})
 	u.clock.Step(31 * time.Second)
 	if _, err := u.reconcile(); err != nil {
 		t.Fatal(err)
 	}
 	s := u.chain().secret
-	if got := s.Annotations[annotationVaultIssuer]; got != "TokenIssuer/ns/idp" {
+	if got := s.Annotations[annotationChainIssuer]; got != "TokenIssuer/ns/idp" {
 		t.Errorf("recorded issuer = %q, want TokenIssuer/ns/idp", got)
 	}
-	if got := s.Annotations[annotationVaultIssuerUID]; got != "issuer-uid" {
+	if got := s.Annotations[annotationChainIssuerUID]; got != "issuer-uid" {
 		t.Errorf("recorded issuer UID = %q, want issuer-uid", got)
 	}
 	if u.job().Status.Rotations != 1 {
@@ -60,9 +60,9 @@ func TestUnitUnrecordedChainIsBound(t *testing.T) {
 // never refreshed, re-minted or revoked: the job stalls and the chain stays as it is.
 func TestUnitChainOfAnotherIssuerIsNotSent(t *testing.T) {
 	for name, edit := range map[string]func(map[string]string){
-		"other name": func(a map[string]string) { a[annotationVaultIssuer] = "TokenIssuer/ns/other" },
-		"other kind": func(a map[string]string) { a[annotationVaultIssuer] = "ClusterTokenIssuer/ns/idp" },
-		"other UID":  func(a map[string]string) { a[annotationVaultIssuerUID] = "deleted-issuer-uid" },
+		"other name": func(a map[string]string) { a[annotationChainIssuer] = "TokenIssuer/ns/other" },
+		"other kind": func(a map[string]string) { a[annotationChainIssuer] = "ClusterTokenIssuer/ns/idp" },
+		"other UID":  func(a map[string]string) { a[annotationChainIssuerUID] = "deleted-issuer-uid" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
