@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"github.com/jobtoken/jobtoken/internal/bench"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "manager" {
-		if err := bench.RunManagerRole(os.Args[2:]); err != nil {
+		if err := harness.RunManagerRole(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench manager:", err)
 			os.Exit(1)
 		}
@@ -66,7 +67,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	md := res.Markdown(bench.MakeCommand("bench", "BENCH_FLAGS", "doc", "workdir", "fail-on-missed"))
+	md := res.Markdown(harness.MakeCommand("bench", "BENCH_FLAGS", "doc", "workdir", "fail-on-missed"))
 	fmt.Println()
 	fmt.Println(md)
 	if doc != "" {
@@ -74,7 +75,7 @@ func main() {
 			doc = filepath.Join(root, doc)
 		}
 		id := fmt.Sprintf("bench-%d", res.Options.Jobs)
-		if err := bench.UpdateDocSection(doc, id, md); err != nil {
+		if err := harness.UpdateDocSection(doc, id, md); err != nil {
 			fail(err)
 		}
 		fmt.Printf("wrote section %s of %s\n", id, doc)

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/jobtoken/jobtoken/internal/bench"
 	"github.com/jobtoken/jobtoken/internal/chaos"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
@@ -53,7 +53,7 @@ func main() {
 	if o.ManagerBin == "" {
 		o.ManagerBin = filepath.Join(root, "bin", "manager")
 		fmt.Println("building cmd/manager into", o.ManagerBin)
-		if err := bench.BuildManager(ctx, root, o.ManagerBin); err != nil {
+		if err := harness.BuildManager(ctx, root, o.ManagerBin); err != nil {
 			fail(err)
 		}
 	}
@@ -61,14 +61,14 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	md := res.Markdown(bench.MakeCommand("chaos", "CHAOS_FLAGS", "doc", "workdir", "manager-bin"))
+	md := res.Markdown(harness.MakeCommand("chaos", "CHAOS_FLAGS", "doc", "workdir", "manager-bin"))
 	fmt.Println()
 	fmt.Println(md)
 	if doc != "" {
 		if !filepath.IsAbs(doc) {
 			doc = filepath.Join(root, doc)
 		}
-		if err := bench.UpdateDocSection(doc, "chaos", md); err != nil {
+		if err := harness.UpdateDocSection(doc, "chaos", md); err != nil {
 			fail(err)
 		}
 		fmt.Println("wrote section chaos of", doc)

@@ -1,9 +1,18 @@
+// Package bench measures the operator against the real kube-apiserver and etcd that the
+// tests use (bin/k8s), with the development issuer in-process and the manager in a child
+// process: the raw write floor, time to first credential, steady rotation of thousands of
+// jobs and the rotation throughput under saturation. It is what `make bench` runs
+// (cmd/bench), on the harness it shares with the chaos runs (internal/harness).
+//
+// Token bytes are never printed: the harness reads only expires_at and revisions of the
+// worker Secrets, and keeps hashes of the refresh tokens it sees at the issuer.
 package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"io"
 	"os"
 	"path/filepath"
@@ -99,7 +108,7 @@ func dist(ds []time.Duration) Dist {
 // Result is everything a run measured.
 type Result struct {
 	Options Options
-	Machine Machine
+	Machine harness.Machine
 	Started time.Time
 	Elapsed time.Duration
 
@@ -119,7 +128,7 @@ type Result struct {
 		Window               time.Duration
 		Rotations            float64 // the manager's count
 		RotationsSeen        int     // revision changes the tracker saw
-		Misses               []Miss
+		Misses               []harness.Miss
 		Expired              int
 		MinSlack, P1Slack    time.Duration
 		Writes               int64
@@ -162,30 +171,30 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Bin == "" {
 		return nil, errors.New("bench: Options.Bin (the executable with the manager role) is required")
 	}
-	res := &Result{Options: o, Machine: DescribeMachine(), Started: time.Now()}
+	res := &Result{Options: o, Machine: harness.DescribeMachine(), Started: time.Now()}
 	start := res.Started
 	say := func(format string, args ...any) { o.say(start, format, args...) }
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	say("starting kube-apiserver and etcd (bin/k8s)")
-	cl, err := StartCluster(o.WorkDir)
+	cl, err := harness.StartCluster(o.WorkDir)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = cl.Stop() }()
 	c := cl.Client
 
-	iss, err := StartIssuer(devissuer.Config{
+	iss, err := harness.StartIssuer(devissuer.Config{
 		AccessTokenTTL: o.TTL, RefreshTokenTTL: max(10*time.Minute, 10*o.TTL),
-		Clients: map[string]string{ClientID: ClientSecret},
-		Users:   map[string]string{UserName: UserPassword},
+		Clients: map[string]string{harness.ClientID: harness.ClientSecret},
+		Users:   map[string]string{harness.UserName: harness.UserPassword},
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = iss.Close() }()
-	fx, err := SetupFixture(ctx, c, "bench", o.Namespaces, iss.URL)
+	fx, err := harness.SetupFixture(ctx, c, "bench", o.Namespaces, iss.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("  serial %.0f writes/s (p50 %s), %d writers %.0f writes/s", res.FloorEmpty.Serial.PerSec, res.FloorEmpty.Serial.P50.Round(10*time.Microsecond),
 		conc, res.FloorEmpty.Concurrent.PerSec)
 
-	tracker, err := NewTracker(ctx, cl.Clientset, o.PropagationBudget, "bench-")
+	tracker, err := harness.NewTracker(ctx, cl.Clientset, o.PropagationBudget, "bench-")
 	if err != nil {
 		return nil, err
 	}
@@ -212,16 +221,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Concurrency > 0 {
 		args = append(args, "--max-concurrent-reconciles", strconv.Itoa(o.Concurrency))
 	}
-	mgr, err := StartProc("manager", o.Bin, args, filepath.Join(o.WorkDir, "manager.log"))
+	mgr, err := harness.StartProc("manager", o.Bin, args, filepath.Join(o.WorkDir, "manager.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer mgr.Stop(20 * time.Second)
-	mc, err := WaitManagerStats(ctx, statsFile, mgr, time.Minute)
+	mc, err := harness.WaitManagerStats(ctx, statsFile, mgr, time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	if err := WaitIssuerReady(ctx, c, fx.IssuerName, time.Minute); err != nil {
+	if err := harness.WaitIssuerReady(ctx, c, fx.IssuerName, time.Minute); err != nil {
 		return nil, fmt.Errorf("the ClusterTokenIssuer did not become Ready: %w", err)
 	}
 	time.Sleep(3 * time.Second)
@@ -232,7 +241,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Memory.BaselineHeap, res.Memory.BaselineRSS = base.HeapAlloc, base.RSS
 	say("manager started (pid %d), 0 jobs: heap %s, RSS %s", mgr.PID(), mib(base.HeapAlloc), mib(base.RSS))
 
-	spec := JobSpec{PropagationBudget: o.PropagationBudget}
+	spec := harness.JobSpec{PropagationBudget: o.PropagationBudget}
 	keys := make([]client.ObjectKey, o.Jobs)
 
 	// Time to first credential, one job at a time.
@@ -252,7 +261,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		var d time.Duration
-		if err := Poll(ctx, time.Minute, 2*time.Millisecond, func() bool {
+		if err := harness.Poll(ctx, time.Minute, 2*time.Millisecond, func() bool {
 			var ok bool
 			d, ok = tracker.Ready(job.Namespace, job.Name)
 			return ok
@@ -268,8 +277,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.TTFC = dist(ttfc)
-	res.TTFCBreakdown = Diff(s0.Requests, s1.Requests)
-	res.TTFCWrites = float64(SumWrites(res.TTFCBreakdown)) / float64(o.TTFCJobs)
+	res.TTFCBreakdown = harness.Diff(s0.Requests, s1.Requests)
+	res.TTFCWrites = float64(harness.SumWrites(res.TTFCBreakdown)) / float64(o.TTFCJobs)
 	say("  median %s, p99 %s; %.1f manager writes per first credential", res.TTFC.P50.Round(time.Millisecond), res.TTFC.P99.Round(time.Millisecond), res.TTFCWrites)
 
 	// Reconciles with nothing to do must not write: poke the jobs minted recently
@@ -283,7 +292,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if n := o.Jobs - o.TTFCJobs; n > 0 {
 		say("creating the other %d ImportJobs with %d clients", n, o.CreateConcurrency)
 		bulkStart := time.Now()
-		if err := ForEach(ctx, n, o.CreateConcurrency, func(k int) error {
+		if err := harness.ForEach(ctx, n, o.CreateConcurrency, func(k int) error {
 			i := o.TTFCJobs + k
 			job := fx.ImportJob(i, spec)
 			keys[i] = client.ObjectKeyFromObject(job)
@@ -293,7 +302,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		timeout := max(5*time.Minute, time.Duration(n)*200*time.Millisecond)
-		if err := Poll(ctx, timeout, 200*time.Millisecond, func() bool { return tracker.ReadyCount() >= o.Jobs }); err != nil {
+		if err := harness.Poll(ctx, timeout, 200*time.Millisecond, func() bool { return tracker.ReadyCount() >= o.Jobs }); err != nil {
 			return nil, fmt.Errorf("only %d of %d ImportJobs got a credential: %w", tracker.ReadyCount(), o.Jobs, err)
 		}
 		var bulk []time.Duration
@@ -318,7 +327,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Steady rotation.
 	say("steady rotation: %d jobs, token TTL %s, budget %s, measuring %s", o.Jobs, o.TTL, o.PropagationBudget, o.Steady)
-	pids := ControlPlanePIDs()
+	pids := harness.ControlPlanePIDs()
 	pids["manager"] = mgr.PID()
 	pids["bench (issuer, tracker)"] = os.Getpid()
 	cpu0 := cpuTimes(pids)
@@ -359,10 +368,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ss.Remints = st1.Metrics["jobtoken_remints_total"] - st0.Metrics["jobtoken_remints_total"]
 	ss.RotationsSeen = win.Rotations
 	ss.Misses, ss.Expired, ss.MinSlack, ss.P1Slack = win.Misses, win.Expired, win.MinSlack, win.P1Slack
-	ss.Breakdown = Diff(st0.Requests, st1.Requests)
-	ss.Writes = SumWrites(ss.Breakdown)
+	ss.Breakdown = harness.Diff(st0.Requests, st1.Requests)
+	ss.Writes = harness.SumWrites(ss.Breakdown)
 	for k, v := range ss.Breakdown {
-		if !IsWrite(k) && !isWatch(k) {
+		if !harness.IsWrite(k) && !isWatch(k) {
 			ss.Reads += v
 		}
 	}
@@ -406,7 +415,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 }
 
 // noop pokes the recently minted jobs and counts the manager's writes meanwhile.
-func (res *Result) noop(ctx context.Context, c client.Client, mc *ManagerClient, tracker *Tracker, keys []client.ObjectKey,
+func (res *Result) noop(ctx context.Context, c client.Client, mc *harness.ManagerClient, tracker *harness.Tracker, keys []client.ObjectKey,
 	_, _ time.Time, o Options) error {
 	// Jobs minted less than half a TTL ago are far from their rotation (at 0.6-0.7 TTL).
 	cut := time.Now().Add(-o.TTL / 2)
@@ -422,15 +431,15 @@ func (res *Result) noop(ctx context.Context, c client.Client, mc *ManagerClient,
 	}
 	t0 := time.Now()
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"bench.jobtoken.dev/poke":"`+strconv.FormatInt(t0.UnixNano(), 10)+`"}}}`))
-	if err := ForEach(ctx, len(poke), 4, func(i int) error {
-		obj := newImportJobRef(poke[i])
+	if err := harness.ForEach(ctx, len(poke), 4, func(i int) error {
+		obj := harness.ImportJobRef(poke[i])
 		return c.Patch(ctx, obj, patch)
 	}); err != nil {
 		return err
 	}
 	want := s0.Metrics["controller_runtime_reconcile_total"] + float64(len(poke))
-	var s1 ManagerStats
-	_ = Poll(ctx, 20*time.Second, 200*time.Millisecond, func() bool {
+	var s1 harness.ManagerStats
+	_ = harness.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() bool {
 		s1, err = mc.Stats(false)
 		return err == nil && s1.Metrics["controller_runtime_reconcile_total"] >= want
 	})
@@ -439,7 +448,7 @@ func (res *Result) noop(ctx context.Context, c client.Client, mc *ManagerClient,
 		return err
 	}
 	res.NoopReconciles = s1.Metrics["controller_runtime_reconcile_total"] - s0.Metrics["controller_runtime_reconcile_total"]
-	res.NoopWrites = SumWrites(Diff(s0.Requests, s1.Requests))
+	res.NoopWrites = harness.SumWrites(harness.Diff(s0.Requests, s1.Requests))
 	res.NoopRotations = tracker.Between(t0, time.Now()).Rotations
 	return nil
 }
@@ -447,7 +456,7 @@ func (res *Result) noop(ctx context.Context, c client.Client, mc *ManagerClient,
 // burst freezes the manager until every job is due, measures the floor again with the
 // jobs' objects in place, then lets the manager catch up: rotation throughput when
 // saturated.
-func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr *Proc, mc *ManagerClient, tracker *Tracker, fx *Fixture,
+func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr *harness.Proc, mc *harness.ManagerClient, tracker *harness.Tracker, fx *harness.Fixture,
 	pids map[string]int, o Options, say func(string, ...any)) error {
 	conc := o.Concurrency
 	if conc <= 0 {
@@ -510,7 +519,7 @@ func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Int
 	timeout := max(5*time.Minute, time.Duration(o.Jobs)*100*time.Millisecond)
 	var n int
 	var last time.Time
-	err = Poll(ctx, timeout, 50*time.Millisecond, func() bool {
+	err = harness.Poll(ctx, timeout, 50*time.Millisecond, func() bool {
 		n, last = tracker.RotatedSince(paused)
 		return n >= o.Jobs
 	})
@@ -524,8 +533,8 @@ func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Int
 	b := &res.Burst
 	b.Jobs, b.Rotated = o.Jobs, n
 	b.Duration = last.Sub(resumed)
-	b.Breakdown = Diff(b0.Requests, b1.Requests)
-	b.Writes = SumWrites(b.Breakdown)
+	b.Breakdown = harness.Diff(b0.Requests, b1.Requests)
+	b.Writes = harness.SumWrites(b.Breakdown)
 	b.Rotations = b1.Metrics["jobtoken_rotations_total"] - b0.Metrics["jobtoken_rotations_total"]
 	b.CPUSeconds = diffCPU(cpu0, cpu1)
 	if err != nil {
@@ -552,7 +561,7 @@ func sumTokenRequests(c devissuer.Counters) int64 {
 func cpuTimes(pids map[string]int) map[string]float64 {
 	out := map[string]float64{}
 	for name, pid := range pids {
-		out[name] = CPUSeconds(pid)
+		out[name] = harness.CPUSeconds(pid)
 	}
 	return out
 }

@@ -1,21 +1,11 @@
 package bench
 
 import (
-	"flag"
 	"fmt"
-	"slices"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"sort"
 	"strings"
 	"time"
-)
-
-// Verdict words of the tables.
-const (
-	Met    = "met"
-	Missed = "**missed**"
-	// NotMeasured is the verdict of a target the run gave nothing to judge by (no
-	// rotation in the window, say): it counts as missed, never as met.
-	NotMeasured = "**not measured**"
 )
 
 // IDs of the benchmark's targets.
@@ -43,11 +33,11 @@ type Target struct {
 func (t Target) Verdict() string {
 	switch {
 	case !t.Measured:
-		return NotMeasured
+		return harness.NotMeasured
 	case t.Met:
-		return Met
+		return harness.Met
 	default:
-		return Missed
+		return harness.Missed
 	}
 }
 
@@ -150,7 +140,7 @@ func (r *Result) Derive() Figures {
 		}
 		f.WritesPerRotByKind = map[string]float64{}
 		for k, v := range s.Breakdown {
-			if IsWrite(k) {
+			if harness.IsWrite(k) {
 				f.WritesPerRotByKind[k] = float64(v) / s.Rotations
 			}
 		}
@@ -261,7 +251,7 @@ func breakdown(m map[string]int64, per float64) string {
 	}
 	var l []kv
 	for k, v := range m {
-		if IsWrite(k) {
+		if harness.IsWrite(k) {
 			l = append(l, kv{k, v})
 		}
 	}
@@ -289,20 +279,4 @@ func cpuList(m map[string]float64) string {
 		total += m[k]
 	}
 	return strings.Join(parts, ", ") + fmt.Sprintf("; total %.2f", total)
-}
-
-// MakeCommand is the make invocation that reproduces this run, for the report: the make
-// target with the flags set on the command line (except those named in skip) passed
-// through its flags variable.
-func MakeCommand(target, flagsVar string, skip ...string) string {
-	var flags []string
-	flag.Visit(func(f *flag.Flag) {
-		if !slices.Contains(skip, f.Name) {
-			flags = append(flags, "--"+f.Name+"="+f.Value.String())
-		}
-	})
-	if len(flags) == 0 {
-		return "make " + target
-	}
-	return "make " + target + " " + flagsVar + "='" + strings.Join(flags, " ") + "'"
 }

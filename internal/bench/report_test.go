@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"slices"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func TestTargetsAllMet(t *testing.T) {
 		t.Fatalf("targets %v, want 7", ids(ts))
 	}
 	for _, tg := range ts {
-		if !tg.Measured || !tg.Met || tg.Verdict() != Met {
+		if !tg.Measured || !tg.Met || tg.Verdict() != harness.Met {
 			t.Errorf("%s: measured %v met %v (%s)", tg.ID, tg.Measured, tg.Met, tg.Why)
 		}
 	}
@@ -54,7 +55,7 @@ func TestTargetsAllMet(t *testing.T) {
 		t.Errorf("failures %v", ids(f))
 	}
 	md := r.Markdown("make bench")
-	if strings.Contains(md, Missed) || strings.Contains(md, NotMeasured) {
+	if strings.Contains(md, harness.Missed) || strings.Contains(md, harness.NotMeasured) {
 		t.Errorf("the report of a good run has a missed or unmeasured target:\n%s", md)
 	}
 }
@@ -69,14 +70,14 @@ func TestTargetsZeroRotationsNotMet(t *testing.T) {
 		}
 	}
 	for _, tg := range r.Targets() {
-		if tg.ID == TargetWritesPerRotation && (tg.Measured || tg.Met || tg.Verdict() != NotMeasured) {
+		if tg.ID == TargetWritesPerRotation && (tg.Measured || tg.Met || tg.Verdict() != harness.NotMeasured) {
 			t.Errorf("writes per rotation with no rotation: measured %v met %v verdict %s", tg.Measured, tg.Met, tg.Verdict())
 		}
 	}
 	md := r.Markdown("make bench")
 	for _, line := range strings.Split(md, "\n") {
-		if strings.HasPrefix(line, "| API writes per rotation") && !strings.HasSuffix(line, "| "+NotMeasured+" |") {
-			t.Errorf("row %q, want %s", line, NotMeasured)
+		if strings.HasPrefix(line, "| API writes per rotation") && !strings.HasSuffix(line, "| "+harness.NotMeasured+" |") {
+			t.Errorf("row %q, want %s", line, harness.NotMeasured)
 		}
 	}
 }
@@ -87,7 +88,7 @@ func TestTargetsMissedIsAFailure(t *testing.T) {
 	if got := ids(r.Failures()); !slices.Equal(got, []string{TargetWritesPerRotation}) {
 		t.Fatalf("failures %v, want only %q", got, TargetWritesPerRotation)
 	}
-	if !strings.Contains(r.Markdown("make bench"), "| ≤ 2 | "+Missed+" |") {
+	if !strings.Contains(r.Markdown("make bench"), "| ≤ 2 | "+harness.Missed+" |") {
 		t.Error("the report does not say the writes target was missed")
 	}
 

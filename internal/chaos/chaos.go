@@ -30,8 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
-	"github.com/jobtoken/jobtoken/internal/bench"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -101,7 +101,7 @@ func (o *Options) Defaults() {
 // Result is every scenario's outcome.
 type Result struct {
 	Options  Options
-	Machine  bench.Machine
+	Machine  harness.Machine
 	Started  time.Time
 	Elapsed  time.Duration
 	Soak     *Soak
@@ -178,7 +178,7 @@ type Replicas struct {
 
 type runner struct {
 	o     Options
-	cl    *bench.Cluster
+	cl    *harness.Cluster
 	start time.Time
 }
 
@@ -189,13 +189,13 @@ func (r *runner) say(format string, args ...any) {
 // Run performs the scenarios. It starts and stops everything it needs.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	o.Defaults()
-	res := &Result{Options: o, Machine: bench.DescribeMachine(), Started: time.Now()}
+	res := &Result{Options: o, Machine: harness.DescribeMachine(), Started: time.Now()}
 	r := &runner{o: o, start: res.Started}
 	if o.ManagerBin == "" {
 		return nil, fmt.Errorf("chaos: Options.ManagerBin (cmd/manager built) is required")
 	}
 	r.say("starting kube-apiserver and etcd (bin/k8s)")
-	cl, err := bench.StartCluster(o.WorkDir)
+	cl, err := harness.StartCluster(o.WorkDir)
 	if err != nil {
 		return nil, err
 	}
@@ -227,34 +227,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 type scenario struct {
 	r       *runner
 	name    string
-	iss     *bench.Issuer
-	fx      *bench.Fixture
-	tracker *bench.Tracker
+	iss     *harness.Issuer
+	fx      *harness.Fixture
+	tracker *harness.Tracker
 	keys    []client.ObjectKey
 	ttl     time.Duration
 	stopTr  context.CancelFunc
-	procs   []*bench.Proc
+	procs   []*harness.Proc
 	n       int
 	// kills are the times the manager was SIGKILLed, for the timeline.
 	kills []time.Time
 }
 
 func (r *runner) newScenario(ctx context.Context, name string, jobs int, ttl time.Duration) (*scenario, error) {
-	iss, err := bench.StartIssuer(devissuer.Config{
+	iss, err := harness.StartIssuer(devissuer.Config{
 		AccessTokenTTL: ttl, RefreshTokenTTL: 10 * time.Minute,
-		Clients: map[string]string{bench.ClientID: bench.ClientSecret},
-		Users:   map[string]string{bench.UserName: bench.UserPassword},
+		Clients: map[string]string{harness.ClientID: harness.ClientSecret},
+		Users:   map[string]string{harness.UserName: harness.UserPassword},
 	})
 	if err != nil {
 		return nil, err
 	}
-	fx, err := bench.SetupFixture(ctx, r.cl.Client, "chaos-"+name, 4, iss.URL)
+	fx, err := harness.SetupFixture(ctx, r.cl.Client, "chaos-"+name, 4, iss.URL)
 	if err != nil {
 		_ = iss.Close()
 		return nil, err
 	}
 	tctx, cancel := context.WithCancel(ctx)
-	tr, err := bench.NewTracker(tctx, r.cl.Clientset, r.o.PropagationBudget, "chaos-"+name+"-")
+	tr, err := harness.NewTracker(tctx, r.cl.Clientset, r.o.PropagationBudget, "chaos-"+name+"-")
 	if err != nil {
 		cancel()
 		_ = iss.Close()
@@ -286,8 +286,8 @@ func (s *scenario) managerArgs(leader bool) []string {
 	return args
 }
 
-func (s *scenario) startManager(name string, leader bool) (*bench.Proc, error) {
-	p, err := bench.StartProc(name, s.r.o.ManagerBin, s.managerArgs(leader), filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
+func (s *scenario) startManager(name string, leader bool) (*harness.Proc, error) {
+	p, err := harness.StartProc(name, s.r.o.ManagerBin, s.managerArgs(leader), filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -297,12 +297,12 @@ func (s *scenario) startManager(name string, leader bool) (*bench.Proc, error) {
 
 // createJobs creates the jobs and waits until each holds a credential.
 func (s *scenario) createJobs(ctx context.Context) error {
-	spec := bench.JobSpec{PropagationBudget: s.r.o.PropagationBudget, Fraction: s.r.o.Fraction}
+	spec := harness.JobSpec{PropagationBudget: s.r.o.PropagationBudget, Fraction: s.r.o.Fraction}
 	s.keys = make([]client.ObjectKey, s.n)
-	if err := bench.WaitIssuerReady(ctx, s.r.cl.Client, s.fx.IssuerName, time.Minute); err != nil {
+	if err := harness.WaitIssuerReady(ctx, s.r.cl.Client, s.fx.IssuerName, time.Minute); err != nil {
 		return fmt.Errorf("issuer not Ready: %w", err)
 	}
-	if err := bench.ForEach(ctx, s.n, 8, func(i int) error {
+	if err := harness.ForEach(ctx, s.n, 8, func(i int) error {
 		job := s.fx.ImportJob(i, spec)
 		s.keys[i] = client.ObjectKeyFromObject(job)
 		s.tracker.Created(job.Namespace, job.Name, time.Now())
@@ -310,7 +310,7 @@ func (s *scenario) createJobs(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := bench.Poll(ctx, 3*time.Minute, 200*time.Millisecond, func() bool { return s.tracker.ReadyCount() >= s.n }); err != nil {
+	if err := harness.Poll(ctx, 3*time.Minute, 200*time.Millisecond, func() bool { return s.tracker.ReadyCount() >= s.n }); err != nil {
 		return fmt.Errorf("only %d of %d jobs got a credential: %w", s.tracker.ReadyCount(), s.n, err)
 	}
 	return nil
@@ -371,7 +371,7 @@ func (s *scenario) lostChains(ctx context.Context) (int, error) {
 // has a request in flight, and reads the generations and the issuer's counters there, so
 // that the two can be compared: no rotation can land between the two reads.
 func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, error) {
-	var live []*bench.Proc
+	var live []*harness.Proc
 	for _, p := range s.procs {
 		if !p.Exited() {
 			live = append(live, p)
@@ -471,10 +471,10 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 	}
 	s.stopTr()
 	s.r.say("  marking every Job Complete; waiting for revocation")
-	if err := bench.MarkJobsComplete(ctx, s.r.cl.Client, s.keys, 8); err != nil {
+	if err := harness.MarkJobsComplete(ctx, s.r.cl.Client, s.keys, 8); err != nil {
 		return err
 	}
-	_ = bench.Poll(ctx, 3*time.Minute, 500*time.Millisecond, func() bool {
+	_ = harness.Poll(ctx, 3*time.Minute, 500*time.Millisecond, func() bool {
 		c.Revoked = 0
 		for _, k := range s.keys {
 			job := &jobtokenv1alpha1.ImportJob{}
@@ -484,7 +484,7 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 		}
 		return c.Revoked == s.n
 	})
-	_ = bench.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
+	_ = harness.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
 		vs, err := s.vaults(ctx)
 		c.VaultLeft = len(vs)
 		return err == nil && len(vs) == 0
@@ -593,7 +593,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	from := time.Now()
 	drops := max(o.OutageJobs/10, 1)
 	s.iss.SetFaults(devissuer.Faults{CommitThenDrop: drops, ErrorRate: 0.5})
-	_ = bench.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
+	_ = harness.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
 	// Counted by the issuer, not from the fault budget: a budget that was never applied
 	// must not read as drops that happened.
 	res.Dropped = s.iss.Counters().TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultDropped]
@@ -616,7 +616,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	res.RequestsPerJobBound = 3 + log2(o.OutageTTL.Seconds()) + 2*res.Outage.Seconds()/o.OutageTTL.Seconds()
 	res.PeakRate = s.iss.PeakTokenRate(from, upAt)
 	r.say("  issuer back after %s: %.1f token requests per job during the outage (peak %d/s)", res.Outage.Round(time.Second), res.RequestsPerJob, res.PeakRate)
-	err = bench.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
+	err = harness.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
 		n, _ := s.tracker.RotatedSince(upAt)
 		return n >= o.OutageJobs && s.tracker.ValidCount(time.Now()) >= o.OutageJobs
 	})
@@ -630,7 +630,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	// Misses during the outage are unavoidable: they are counted after recovery only.
 	measuredFrom, measuredTo := upAt.Add(res.RecoveryTime), time.Now()
 	after := s.tracker.Rotations(measuredFrom, measuredTo)
-	res.SteadyPeak = bench.PeakPerSecond(after)
+	res.SteadyPeak = harness.PeakPerSecond(after)
 	r.say("  after recovery: %d rotations, at most %d within one second", len(after), res.SteadyPeak)
 	if err := s.writeTimeline(upAt); err != nil {
 		return nil, err
@@ -655,7 +655,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 		return nil, err
 	}
 	defer s.close()
-	procs := map[string]*bench.Proc{}
+	procs := map[string]*harness.Proc{}
 	for _, name := range []string{"a", "b"} {
 		if procs[name], err = s.startManager(name, true); err != nil {
 			return nil, err
@@ -732,7 +732,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 // leader reads the lease holder and maps it to the replica whose log last acquired it.
 func (s *scenario) leader(ctx context.Context) (string, error) {
 	var who string
-	err := bench.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+	err := harness.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
 		who = s.currentLeader()
 		return who != ""
 	})
@@ -741,7 +741,7 @@ func (s *scenario) leader(ctx context.Context) (string, error) {
 
 func (s *scenario) waitNewLeader(ctx context.Context, old string) (string, error) {
 	var who string
-	err := bench.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+	err := harness.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
 		who = s.currentLeader()
 		return who != "" && who != old
 	})
@@ -755,7 +755,7 @@ func (s *scenario) waitNewLeader(ctx context.Context, old string) (string, error
 // the lease and is still running.
 func (s *scenario) currentLeader() string {
 	for _, name := range []string{"a", "b"} {
-		var p *bench.Proc
+		var p *harness.Proc
 		for _, q := range s.procs {
 			if q.Name == name {
 				p = q

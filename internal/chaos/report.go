@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jobtoken/jobtoken/internal/bench"
+	"github.com/jobtoken/jobtoken/internal/harness"
 )
 
 // Failure is one target a run missed.
@@ -61,9 +61,9 @@ func (r *Result) Failures() []Failure {
 
 func yes(ok bool) string {
 	if ok {
-		return bench.Met
+		return harness.Met
 	}
-	return bench.Missed
+	return harness.Missed
 }
 
 // Markdown renders the run as the chaos section of docs/benchmarks.md.

@@ -1,13 +1,9 @@
-// Package bench measures the operator against the real kube-apiserver and etcd that the
-// tests use (bin/k8s), with the development issuer in-process and the manager in a child
-// process: the raw write floor, time to first credential, steady rotation of thousands of
-// jobs and the rotation throughput under saturation. It is what `make bench` runs
-// (cmd/bench); internal/chaos reuses its harness (cluster, issuer, child processes,
-// the worker-Secret tracker).
-//
-// Token bytes are never printed: the harness reads only expires_at and revisions of the
-// worker Secrets, and keeps hashes of the refresh tokens it sees at the issuer.
-package bench
+// Package harness runs what the benchmarks, the chaos runs and the end-to-end checks
+// share: the real kube-apiserver and etcd the tests use (bin/k8s), the development issuer
+// in-process, the manager as a child process with its API traffic counted, the fixtures
+// (namespaces, ClusterTokenIssuer, ImportJobs), a tracker of every worker-Secret write,
+// marking Jobs complete, bounded polling, and the report sections of docs/benchmarks.md.
+package harness
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"context"
@@ -357,6 +357,7 @@ func (t *Tracker) Since(ns, name string) time.Time {
 	return time.Time{}
 }
 
-func newImportJobRef(k client.ObjectKey) *jobtokenv1alpha1.ImportJob {
+// ImportJobRef is an ImportJob object with only its key set, for Get and Patch.
+func ImportJobRef(k client.ObjectKey) *jobtokenv1alpha1.ImportJob {
 	return &jobtokenv1alpha1.ImportJob{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
 }
