@@ -555,7 +555,10 @@ func (r *ImportJobReconciler) chainOf(s *scope) *tokenchain.Chain {
 		Issuer:    s.client,
 		CanRemint: issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
 		Grant:     func(ctx context.Context) (issuer.Grant, error) { return r.grantInput(ctx, s) },
-		Now:       s.now,
+		// The issuer's gate is taken before anything is written for a request, so a job
+		// at the issuer's limit waits without a marker to recover from.
+		BeforeRequest: func() error { return r.takeIssuerSlot(s) },
+		Now:           s.now,
 	}
 }
 

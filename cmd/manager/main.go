@@ -41,6 +41,8 @@ func main() {
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
 	issuerOpts := issuerFlags(flag.CommandLine)
 	fairUse := fairUseFlags(flag.CommandLine)
+	statusInterval := flag.Duration("status-interval", controllers.DefaultStatusInterval,
+		"How late routine ImportJob status fields (rotation counters, token times) may reach the API; phase, conditions and failures are written at once. Negative writes every change.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -82,7 +84,10 @@ func main() {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
 	}
-	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers}
+	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers, StatusInterval: *statusInterval}
+	if *statusInterval == 0 {
+		cfg.StatusInterval = -1
+	}
 	if err := fairUse(&cfg); err != nil {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
