@@ -557,7 +557,7 @@ func (r *ImportJobReconciler) chainOf(s *scope) *tokenchain.Chain {
 		Grant:     func(ctx context.Context) (issuer.Grant, error) { return r.grantInput(ctx, s) },
 		// The issuer's gate is taken before anything is written for a request, so a job
 		// at the issuer's limit waits without a marker to recover from.
-		BeforeRequest: func() error { return r.takeIssuerSlot(s) },
+		BeforeRequest: func() (func(), error) { return r.takeIssuerSlot(s) },
 		Now:           s.now,
 	}
 }

@@ -65,15 +65,16 @@ type Chain struct {
 	// Grant reads the grant's input; only a mint calls it.
 	Grant func(ctx context.Context) (issuer.Grant, error)
 	// BeforeRequest, when set, is called before anything is written for a request to the
-	// issuer; an error ends the operation as Failed with nothing written or sent (an
-	// issuer's request limit, for example).
-	BeforeRequest func() error
+	// issuer (an issuer's request limit, for example); the release it returns is called
+	// as soon as the issuer has answered, or when nothing was sent. An error ends the
+	// operation as Failed with nothing written or sent.
+	BeforeRequest func() (release func(), err error)
 	Now           time.Time
 }
 
-func (c *Chain) beforeRequest() error {
+func (c *Chain) acquire() (func(), error) {
 	if c.BeforeRequest == nil {
-		return nil
+		return func() {}, nil
 	}
 	return c.BeforeRequest()
 }
@@ -104,14 +105,16 @@ func (c *Chain) Ensure(ctx context.Context, lostReported bool) Outcome {
 	case r.AccessToken == "" && r.Generation == 0 && !r.GrantRedeemed:
 		// A one-shot input that an earlier pass did not spend (its redeem marker was
 		// cleared on an answer that proves it): mark it again, then redeem it.
-		if err := c.beforeRequest(); err != nil {
+		release, err := c.acquire()
+		if err != nil {
 			return Outcome{Kind: Failed, Err: err}
 		}
 		r.InFlight = Marker(OpRedeem, 0, c.Now)
 		if err := c.Store.Save(ctx, r); err != nil {
+			release()
 			return Outcome{Kind: Failed, Err: err}
 		}
-		return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
+		return c.mintHeld(ctx, jobtokenv1alpha1.ReasonMinted, "", release)
 	case r.AccessToken == "":
 		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the grant input was already redeemed and no token was kept"}
 	}
@@ -129,15 +132,18 @@ func (c *Chain) Refresh(ctx context.Context, why string) Outcome {
 		}
 		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the issuer gave no refresh token and the grant cannot mint again"}
 	}
-	if err := c.beforeRequest(); err != nil {
+	release, err := c.acquire()
+	if err != nil {
 		return Outcome{Kind: Failed, Err: err}
 	}
 	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
 	if err := c.Store.Save(ctx, r); err != nil {
+		release()
 		// A conflict means another writer moved the chain: the next pass starts from it.
 		return Outcome{Kind: Failed, Err: err}
 	}
 	ts, err := c.Issuer.Refresh(ctx, r.RefreshToken)
+	release()
 	if err != nil {
 		switch issuer.ClassOf(err) {
 		case issuer.ClassOutcomeUnknown:
@@ -174,7 +180,8 @@ func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
 	if !c.CanRemint {
 		return Outcome{Kind: Lost, Reason: reason, Why: why}
 	}
-	if err := c.beforeRequest(); err != nil {
+	release, err := c.acquire()
+	if err != nil {
 		return Outcome{Kind: Failed, Err: err}
 	}
 	// Claim the recovery with a write, and keep the chain marked until a fresh pair is
@@ -182,23 +189,32 @@ func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
 	// later refresh to present.
 	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
 	if err := c.Store.Save(ctx, r); err != nil {
+		release()
 		return Outcome{Kind: Failed, Err: err}
 	}
-	return c.mint(ctx, reason, why)
+	return c.mintHeld(ctx, reason, why, release)
 }
 
 // mint obtains a fresh pair with the grant and stores it. reason is ReasonMinted for a
 // first pair, ReasonRotated for a rotation by minting, or the reason of a re-mint.
 func (c *Chain) mint(ctx context.Context, reason, why string) Outcome {
-	r := c.Record
-	if err := c.beforeRequest(); err != nil {
-		return c.unspent(ctx, err)
-	}
-	grant, err := c.Grant(ctx)
+	release, err := c.acquire()
 	if err != nil {
 		return c.unspent(ctx, err)
 	}
+	return c.mintHeld(ctx, reason, why, release)
+}
+
+// mintHeld is mint with the issuer's slot already taken; it releases it.
+func (c *Chain) mintHeld(ctx context.Context, reason, why string, release func()) Outcome {
+	r := c.Record
+	grant, err := c.Grant(ctx)
+	if err != nil {
+		release()
+		return c.unspent(ctx, err)
+	}
 	ts, err := c.Issuer.Mint(ctx, grant)
+	release()
 	if err != nil {
 		switch issuer.ClassOf(err) {
 		case issuer.ClassOutcomeUnknown:

@@ -148,8 +148,25 @@ func TestChainStateMachine(t *testing.T) {
 							}
 							return issuer.Grant{Type: issuer.GrantPassword, Username: "u", Password: "p"}, nil
 						}
+						// The issuer's slot: taken before anything is written for a request,
+						// given back exactly once, and never held when the issuer is called twice.
+						held := 0
+						take := func() (func(), error) {
+							held++
+							if held > 1 {
+								t.Errorf("a slot taken while another is held")
+							}
+							released := false
+							return func() {
+								if released {
+									t.Errorf("a slot released twice")
+								}
+								released = true
+								held--
+							}, nil
+						}
 						chainOf := func(r *Record) *Chain {
-							return &Chain{Record: r, Store: store, Issuer: iss, CanRemint: !oneShot, Grant: grant, Now: now}
+							return &Chain{Record: r, Store: store, Issuer: iss, CanRemint: !oneShot, Grant: grant, Now: now, BeforeRequest: take}
 						}
 						out := st.run(ctx, chainOf(store.load()))
 						history := []Kind{out.Kind}
@@ -171,6 +188,9 @@ func TestChainStateMachine(t *testing.T) {
 							out = chainOf(rec).Ensure(ctx, false)
 							history = append(history, out.Kind)
 							lost = out.Kind == Lost
+						}
+						if held != 0 {
+							t.Errorf("%d issuer slots still held after the passes", held)
 						}
 						if len(iss.replays) > 0 {
 							t.Errorf("spent tokens presented again: %q (history %v)", iss.replays, history)
