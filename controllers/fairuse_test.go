@@ -21,12 +21,14 @@ import (
 // hanging issuer never sees more token requests at once than its concurrency limit.
 func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 	const (
-		jobsEach = 4
-		ttl      = 6 * time.Second
-		observe  = 25 * time.Second
+		healthyJobs = 4
+		stuckJobs   = 6 // more than the manager's 4 workers
+		ttl         = 10 * time.Second
+		observe     = 30 * time.Second
 	)
-	// 6s tokens: a healthy job rotates about every 3s, so workers held for the request
-	// timeout (10s) by the hanging issuer would let them expire.
+	// 10s tokens: a healthy job rotates about every 5s, with 1s of propagation budget;
+	// workers held for the request timeout (10s) by the hanging issuer would let them
+	// expire, while the margin absorbs a loaded machine's delays.
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: ttl}})
 	h.startManager(managerOptions{})
 
@@ -71,7 +73,7 @@ func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 	}))
 
 	var healthy []*jobtokenv1alpha1.ImportJob
-	for i := range jobsEach {
+	for i := range healthyJobs {
 		job := h.importJob("healthy-"+string(rune('a'+i)), jobtokenv1alpha1.GrantPassword)
 		h.must(env.Client.Create(h.ctx, job))
 		healthy = append(healthy, job)
@@ -81,7 +83,7 @@ func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 			return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning
 		})
 	}
-	for i := range jobsEach {
+	for i := range stuckJobs {
 		job := h.importJob("stuck-"+string(rune('a'+i)), jobtokenv1alpha1.GrantPassword)
 		job.Spec.IssuerRef.Name = "hanging"
 		h.must(env.Client.Create(h.ctx, job))

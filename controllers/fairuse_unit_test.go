@@ -162,3 +162,36 @@ func TestUnitLifetimeBelowTheFloor(t *testing.T) {
 		t.Fatalf("issuer calls at the floor: %v", calls)
 	}
 }
+
+// TestUnitBusyIssuerSpendsNoSingleUseInput: a job with a single-use grant input (a
+// handed-over refresh token) that finds its issuer's gate closed writes nothing, so the
+// input is not marked as spent; it is redeemed once the gate opens, and the job runs.
+func TestUnitBusyIssuerSpendsNoSingleUseInput(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantRefreshToken, interceptor.Funcs{})
+	u.r.gates = newIssuerGates(IssuerLimits{Concurrency: 1})
+	hold, busy := u.r.gates.acquire("issuer-uid", "TokenIssuer/ns/idp", u.clock.Now())
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	for range 3 {
+		if _, err := u.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := u.job()
+	if c := meta.FindStatusCondition(j.Status.Conditions, jobtokenv1alpha1.ConditionReconciling); c == nil || c.Reason != jobtokenv1alpha1.ReasonIssuerBusy {
+		t.Fatalf("a job waiting for its issuer: %+v", c)
+	}
+	if calls := u.issuer.Calls(); len(calls) != 0 {
+		t.Fatalf("the issuer was called while its gate was closed: %v", calls)
+	}
+	hold()
+	u.start()
+	j = u.job()
+	if meta.IsStatusConditionTrue(j.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost) || u.chain().InFlight != "" {
+		t.Fatalf("the input was taken for spent: %+v", j.Status.Conditions)
+	}
+	if calls := u.issuer.Calls(); len(calls) != 1 || calls[0] != "mint" {
+		t.Fatalf("issuer calls %v, want one redemption", calls)
+	}
+}
