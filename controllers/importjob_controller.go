@@ -59,8 +59,10 @@ const (
 	DefaultMinRotationGap   = time.Second
 	DefaultMaxRetryBackoff  = 5 * time.Minute
 	DefaultClientMaxAge     = 10 * time.Minute
-	// DefaultStatusInterval is how late routine status fields may reach the API.
-	DefaultStatusInterval = 2 * time.Minute
+	// DefaultStatusInterval is how late routine status fields may reach the API: zero,
+	// every change is written, because the state metrics and the alerts built on them
+	// (token expiry, rotation slack) read the status.
+	DefaultStatusInterval = time.Duration(0)
 	// DefaultRotateNowMinInterval keeps a rotate-now loop from rotating a job more often.
 	DefaultRotateNowMinInterval = 30 * time.Second
 	defaultPropagationBudget    = 30 * time.Second

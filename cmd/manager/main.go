@@ -42,7 +42,7 @@ func main() {
 	issuerOpts := issuerFlags(flag.CommandLine)
 	fairUse := fairUseFlags(flag.CommandLine)
 	statusInterval := flag.Duration("status-interval", controllers.DefaultStatusInterval,
-		"How late routine ImportJob status fields (rotation counters, token times) may reach the API; phase, conditions and failures are written at once. Negative writes every change.")
+		"How late routine ImportJob status fields (rotation counters, token times) may reach the API; phase, conditions and failures are written at once. 0 writes every change (the state metrics and alerts read the status, so they lag by as much).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -85,9 +85,6 @@ func main() {
 		os.Exit(1)
 	}
 	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers, StatusInterval: *statusInterval}
-	if *statusInterval == 0 {
-		cfg.StatusInterval = -1
-	}
 	if err := fairUse(&cfg); err != nil {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
