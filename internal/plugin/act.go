@@ -49,7 +49,8 @@ has written a new access token for the workers, and prints its expiry (never the
 			if err := c.Patch(ctx, job, patch, client.FieldOwner(fieldOwner)); err != nil {
 				return fmt.Errorf("set the %s annotation: %w", jobtokenv1alpha1.AnnotationRotateNow, err)
 			}
-			fmt.Fprintf(o.streams.ErrOut, "importjob/%s: rotation requested, waiting for the new token\n", job.Name)
+			// Progress goes to stderr; a failed write there must not fail the rotation.
+			_, _ = fmt.Fprintf(o.streams.ErrOut, "importjob/%s: rotation requested, waiting for the new token\n", job.Name)
 			err = o.waitFor(ctx, timeout, "importjob/"+job.Name+" to be rotated", func(ctx context.Context) (bool, error) {
 				j, err := getJob(ctx, c, ns, job.Name)
 				if err != nil {
@@ -69,9 +70,9 @@ has written a new access token for the workers, and prints its expiry (never the
 			if exp == nil {
 				return fmt.Errorf("importjob/%s was rotated but records no token expiry", job.Name)
 			}
-			fmt.Fprintf(o.streams.Out, "importjob/%s rotated: token revision %d expires at %s (in %s)\n", job.Name,
+			_, err = fmt.Fprintf(o.streams.Out, "importjob/%s rotated: token revision %d expires at %s (in %s)\n", job.Name,
 				job.Status.TokenRevision, exp.UTC().Format(time.RFC3339), duration.HumanDuration(exp.Sub(o.clock.Now())))
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", timeout, "How long to wait for the new token.")
@@ -118,7 +119,7 @@ alone; its workers get no further tokens. It waits until the revocation is recor
 			if err := c.Patch(ctx, job, patch, client.FieldOwner(fieldOwner)); err != nil {
 				return fmt.Errorf("set spec.rotation.maxLifetime: %w", err)
 			}
-			fmt.Fprintf(o.streams.ErrOut, "importjob/%s: spec.rotation.maxLifetime set to %s, waiting for the revocation\n", job.Name, age)
+			_, _ = fmt.Fprintf(o.streams.ErrOut, "importjob/%s: spec.rotation.maxLifetime set to %s, waiting for the revocation\n", job.Name, age)
 			err = o.waitFor(ctx, timeout, "importjob/"+job.Name+" to be revoked", func(ctx context.Context) (bool, error) {
 				j, err := getJob(ctx, c, ns, job.Name)
 				if err != nil {
@@ -132,8 +133,8 @@ alone; its workers get no further tokens. It waits until the revocation is recor
 				return err
 			}
 			if c := meta.FindStatusCondition(job.Status.Conditions, jobtokenv1alpha1.ConditionRevoked); c != nil && c.Status == metav1.ConditionTrue {
-				fmt.Fprintf(o.streams.Out, "importjob/%s revoked: phase %s; the Job %s is left running without credentials\n", job.Name, job.Status.Phase, job.Status.JobName)
-				return nil
+				_, err := fmt.Fprintf(o.streams.Out, "importjob/%s revoked: phase %s; the Job %s is left running without credentials\n", job.Name, job.Status.Phase, job.Status.JobName)
+				return err
 			}
 			msg := ""
 			for _, t := range []string{jobtokenv1alpha1.ConditionRevocationFailed, jobtokenv1alpha1.ConditionRevoked} {

@@ -56,13 +56,14 @@ complete record.`,
 			}
 			slices.SortStableFunc(entries, func(a, b Entry) int { return a.Time.Compare(b.Time) })
 			if len(entries) == 0 {
-				fmt.Fprintf(o.streams.Out, "No events recorded for importjob/%s.\n", job.Name)
-				return nil
+				_, err := fmt.Fprintf(o.streams.Out, "No events recorded for importjob/%s.\n", job.Name)
+				return err
 			}
 			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tTYPE\tREASON\tCOUNT\tMESSAGE")
+			// The tabwriter buffers; its Flush below reports a failed write.
+			_, _ = fmt.Fprintln(tw, "TIME\tTYPE\tREASON\tCOUNT\tMESSAGE")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Type, e.Reason, e.Count, e.Message)
+				_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Type, e.Reason, e.Count, e.Message)
 			}
 			return tw.Flush()
 		},

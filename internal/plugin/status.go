@@ -220,7 +220,8 @@ func printStatus(w io.Writer, rows []JobStatus, output string, allNamespaces boo
 	if output == "wide" {
 		header += "\tMESSAGE"
 	}
-	fmt.Fprintln(tw, header)
+	// The tabwriter buffers; its Flush below reports a failed write.
+	_, _ = fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s", r.Name, r.Phase, expiresIn(r), ago(r.LastRotationTime, now), r.Rotations, r.Remints, r.Issuer, r.Chain)
 		if allNamespaces {
@@ -229,7 +230,7 @@ func printStatus(w io.Writer, rows []JobStatus, output string, allNamespaces boo
 		if output == "wide" {
 			line += "\t" + r.Message
 		}
-		fmt.Fprintln(tw, line)
+		_, _ = fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
 }

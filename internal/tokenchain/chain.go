@@ -25,19 +25,19 @@ type Issuer interface {
 type Kind string
 
 const (
-	// Unchanged: nothing was needed.
+	// Unchanged means nothing was needed.
 	Unchanged Kind = "Unchanged"
-	// Minted: the job's first pair is stored.
+	// Minted means the job's first pair is stored.
 	Minted Kind = "Minted"
-	// Rotated: a new access token is stored (by refresh, or by minting for a grant that
+	// Rotated means a new access token is stored (by refresh, or by minting for a grant that
 	// has no refresh token).
 	Rotated Kind = "Rotated"
-	// Reminted: a fresh pair replaced a chain that ended or could not go on.
+	// Reminted means a fresh pair replaced a chain that ended or could not go on.
 	Reminted Kind = "Reminted"
-	// Lost: the chain cannot go on and the grant cannot mint again; the job gets no
+	// Lost means the chain cannot go on and the grant cannot mint again; the job gets no
 	// further tokens. The record keeps its marker so that nothing is ever replayed.
 	Lost Kind = "Lost"
-	// Failed: a request or a write failed; Err says which, and the chain is unchanged
+	// Failed means a request or a write failed; Err says which, and the chain is unchanged
 	// (or marked, when the failure may have spent its token: the next pass recovers).
 	Failed Kind = "Failed"
 )

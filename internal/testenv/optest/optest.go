@@ -58,9 +58,9 @@ const IssuerName = "dev"
 
 // Start starts the development issuer, creates a namespace with a client Secret and a
 // TokenIssuer on the issuer, and runs the manager as shipped's ServiceAccount.
-func Start(t testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv.Shipped, opts Options) *Operator {
-	t.Helper()
-	o := &Operator{t: t, env: env, VaultNamespace: shipped.Namespace, TTL: opts.AccessTokenTTL, Logs: &testenv.LogBuffer{}}
+func Start(tb testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv.Shipped, opts Options) *Operator {
+	tb.Helper()
+	o := &Operator{t: tb, env: env, VaultNamespace: shipped.Namespace, TTL: opts.AccessTokenTTL, Logs: &testenv.LogBuffer{}}
 	if o.TTL == 0 {
 		o.TTL = time.Minute
 	}
@@ -70,7 +70,7 @@ func Start(t testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv
 	})
 	o.must(err)
 	o.must(srv.Start("127.0.0.1:0"))
-	t.Cleanup(func() { _ = srv.Close() })
+	tb.Cleanup(func() { _ = srv.Close() })
 	o.Issuer = srv
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "optest-"}}
