@@ -31,6 +31,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/kubeletsim"
 	"github.com/jobtoken/jobtoken/internal/manager"
 	"github.com/jobtoken/jobtoken/internal/testenv"
@@ -468,17 +469,7 @@ func passwordToken(ctx context.Context, issuerURL, user, pass string) (string, e
 	return body.AccessToken, nil
 }
 
+// poll waits for cond with the shared harness's bounded loop.
 func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
+	return harness.Poll(ctx, timeout, 200*time.Millisecond, cond)
 }

@@ -37,6 +37,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/manager"
 	"github.com/jobtoken/jobtoken/internal/realnode"
 	"github.com/jobtoken/jobtoken/internal/scheme"
@@ -671,17 +672,7 @@ func finish(ctx context.Context, c client.Client, cs kubernetes.Interface, name 
 	return r, nil
 }
 
+// poll waits for cond with the shared harness's bounded loop.
 func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	return nil
+	return harness.Poll(ctx, timeout, 250*time.Millisecond, cond)
 }
