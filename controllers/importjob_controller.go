@@ -574,7 +574,7 @@ func (r *ImportJobReconciler) recordOutcome(ctx context.Context, s *scope, o tok
 	case tokenchain.Failed:
 		return o.Err
 	case tokenchain.Lost:
-		if o.Why != "already reported" {
+		if !meta.IsStatusConditionTrue(s.job.Status.Conditions, jobtokenv1alpha1.ConditionCredentialsLost) {
 			r.event(s.job, corev1.EventTypeWarning, EventCredentialsLost, "Refresh",
 				"The refresh chain cannot continue (%s: %s) and grant %s cannot mint a new pair; workers keep the current token until %s",
 				o.Reason, o.Why, s.job.Spec.Credentials.Grant, rec.ExpiresAt.UTC().Format(time.RFC3339))

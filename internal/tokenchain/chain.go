@@ -92,7 +92,7 @@ func (c *Chain) Ensure(ctx context.Context, lostReported bool) Outcome {
 	r := c.Record
 	switch {
 	case r.InFlight != "" && lostReported:
-		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonOutcomeUnknown, Why: "already reported"}
+		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonOutcomeUnknown, Why: "the loss of the chain was reported earlier"}
 	case r.InFlight != "":
 		what := "a refresh"
 		if r.InFlightOp() == OpRedeem {
