@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -194,4 +195,108 @@ func TestUnitBusyIssuerSpendsNoSingleUseInput(t *testing.T) {
 	if calls := u.issuer.Calls(); len(calls) != 1 || calls[0] != "mint" {
 		t.Fatalf("issuer calls %v, want one redemption", calls)
 	}
+}
+
+// TestUnitRevocationsCountAgainstIssuerLimits: revoking a deleted job's tokens takes a
+// slot of its issuer's gate like a mint or a refresh. With the issuer at its concurrency
+// cap, or with its rate spent, the revocation waits (the finalizer stays; the job says
+// why once its token has expired) and goes out once the gate opens; a revocation in
+// flight holds a slot.
+func TestUnitRevocationsCountAgainstIssuerLimits(t *testing.T) {
+	deleteJob := func(t *testing.T, u *unitEnv) {
+		t.Helper()
+		if err := u.r.Delete(context.Background(), u.job()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revokes := func(u *unitEnv) int {
+		n := 0
+		for _, c := range u.issuer.Calls() {
+			if c == "revoke" {
+				n++
+			}
+		}
+		return n
+	}
+	gone := func(u *unitEnv) bool {
+		err := u.r.Get(context.Background(), u.key, &jobtokenv1alpha1.ImportJob{})
+		return apierrors.IsNotFound(err)
+	}
+	waitingFor := func(t *testing.T, u *unitEnv, want string) {
+		t.Helper()
+		c := meta.FindStatusCondition(u.job().Status.Conditions, jobtokenv1alpha1.ConditionReconciling)
+		if c == nil || !strings.Contains(c.Message, "waits for the issuer") || !strings.Contains(c.Message, want) {
+			t.Fatalf("a revocation waiting for its issuer: condition %+v, want a message naming %q (conditions %+v)", c, want, u.job().Status.Conditions)
+		}
+	}
+
+	t.Run("concurrency", func(t *testing.T) {
+		u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+		u.r.gates = newIssuerGates(IssuerLimits{Concurrency: 1})
+		u.start()
+		var inFlight int
+		u.issuer.WithRevoke(func(context.Context, issuer.Revocation) error {
+			inFlight = u.r.gates.inFlight("issuer-uid")
+			return nil
+		})
+		hold, busy := u.r.gates.acquire("issuer-uid", "TokenIssuer/ns/idp", u.clock.Now())
+		if busy != nil {
+			t.Fatal(busy.msg)
+		}
+		deleteJob(t, u)
+		res, err := u.reconcile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := revokes(u); n != 0 || gone(u) {
+			t.Fatalf("with the issuer at its cap: %d revocation(s) sent, job gone %v", n, gone(u))
+		}
+		if res.RequeueAfter != issuerBusyRetry {
+			t.Fatalf("RequeueAfter %s, want %s (the gate's retry)", res.RequeueAfter, issuerBusyRetry)
+		}
+		hold()
+		u.clock.Step(issuerBusyRetry)
+		if _, err := u.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		if n := revokes(u); n != 1 || !gone(u) {
+			t.Fatalf("once the gate opened: %d revocation(s), job gone %v", n, gone(u))
+		}
+		if inFlight != 1 {
+			t.Fatalf("the revocation held %d slot(s) of the gate while in flight, want 1", inFlight)
+		}
+		if n := u.r.gates.inFlight("issuer-uid"); n != 0 {
+			t.Fatalf("%d slot(s) still held after the revocation", n)
+		}
+	})
+
+	t.Run("rate", func(t *testing.T) {
+		u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+		// One request every ten minutes, no burst beyond it: the mint spends it.
+		u.r.gates = newIssuerGates(IssuerLimits{Rate: 1.0 / 600, Burst: 1})
+		u.r.RevocationBudget = 15 * time.Minute
+		u.start()
+		// Deleted once its token has expired, so that the status says what the job waits
+		// for (a job still serving a valid token reports Ready instead).
+		u.clock.Step(time.Minute)
+		deleteJob(t, u)
+		res, err := u.reconcile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := revokes(u); n != 0 || gone(u) {
+			t.Fatalf("with the issuer's rate spent: %d revocation(s) sent, job gone %v", n, gone(u))
+		}
+		if res.RequeueAfter != 9*time.Minute {
+			t.Fatalf("RequeueAfter %s, want 9m (the limiter's delay)", res.RequeueAfter)
+		}
+		waitingFor(t, u, "rate")
+		u.clock.Step(9 * time.Minute)
+		if _, err := u.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		if n := revokes(u); n != 1 || !gone(u) {
+			t.Fatalf("once the rate allowed it: %d revocation(s), job gone %v", n, gone(u))
+		}
+	})
 }

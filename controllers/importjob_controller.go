@@ -141,7 +141,9 @@ func (r *ImportJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.RotateNowMinInterval = DefaultRotateNowMinInterval
 	}
 	r.clients = newClientCache(r.IssuerClients, r.APIReader, DefaultClientMaxAge)
-	r.gates = newIssuerGates(r.IssuerLimits)
+	if r.gates == nil {
+		r.gates = newIssuerGates(r.IssuerLimits)
+	}
 
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &jobtokenv1alpha1.ImportJob{}, indexIssuerRef,
 		func(o client.Object) []string {

@@ -85,9 +85,16 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 			if elapsed < r.RevocationBudget {
 				wait := elapsed / 4
 				wait = min(max(wait, firstRetryBackoff), maxRevocationRetryBackoff, r.RevocationBudget-elapsed)
+				msg := fmt.Sprintf("%s; revoking its tokens failed (%v), retrying in %s", why, revokeErr, wait.Round(time.Millisecond))
+				// A revocation waits for its issuer's gate like any token request; the
+				// budget still bounds the wait, so a busy issuer cannot hold the finalizer.
+				var busy *issuerBusy
+				if errors.As(revokeErr, &busy) {
+					wait = min(busy.after, r.RevocationBudget-elapsed)
+					msg = fmt.Sprintf("%s; revoking its tokens waits for the issuer: %s", why, busy.msg)
+				}
 				meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-					Type: jobtokenv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason,
-					Message: fmt.Sprintf("%s; revoking its tokens failed (%v), retrying in %s", why, revokeErr, wait.Round(time.Millisecond)),
+					Type: jobtokenv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg,
 				})
 				s.wakeIn(wait)
 				s.stop = true
@@ -105,7 +112,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
 	st.NextRotationTime = nil
-	tokenExpiry.DeleteLabelValues(s.job.Namespace, s.job.Name)
+	forgetTokenMetrics(s.job)
 	if revokeErr != nil {
 		msg := fmt.Sprintf("%s; revocation did not succeed within %s (%v): the tokens end at their own expiry, %s at the latest",
 			why, r.RevocationBudget, revokeErr, timeOrDash(st.TokenExpiresAt))
@@ -153,6 +160,11 @@ func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *sto
 	if err != nil {
 		return err
 	}
+	release, busy := r.gates.acquire(ref.UID, ref.Name, s.now)
+	if busy != nil {
+		return busy
+	}
+	defer release()
 	return cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken})
 }
 
@@ -171,7 +183,7 @@ func (r *ImportJobReconciler) skipRevocation(ctx context.Context, s *scope, v *s
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed)
 	meta.RemoveStatusCondition(&st.Conditions, jobtokenv1alpha1.ConditionSessionExpiring)
 	st.NextRotationTime = nil
-	tokenExpiry.DeleteLabelValues(s.job.Namespace, s.job.Name)
+	forgetTokenMetrics(s.job)
 	msg := fmt.Sprintf("%s; %s, so the job's tokens were not revoked and are sent to no other issuer: they end at their own expiry, %s at the latest for the access token",
 		why, gone.Error(), timeOrDash(st.TokenExpiresAt))
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{

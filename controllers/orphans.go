@@ -38,6 +38,9 @@ type OrphanSweeper struct {
 	Grace time.Duration
 
 	clients *clientCache
+	// gates are the ImportJob reconciler's per-issuer limits: an orphan's revocation
+	// counts against them like any other token request (nil: unlimited).
+	gates *issuerGates
 }
 
 // SetupWithManager adds the sweeper as a leader-elected runnable.
@@ -109,6 +112,11 @@ func (o *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		if err := o.revokeAndDelete(ctx, s); err != nil {
+			// A busy issuer is not a failure: the chain waits for the next sweep.
+			var busy *issuerBusy
+			if errors.As(err, &busy) {
+				continue
+			}
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -165,6 +173,11 @@ func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *storedC
 	if err != nil {
 		return err
 	}
+	release, busy := o.gates.acquire(ref.UID, ref.Name, o.Clock.Now())
+	if busy != nil {
+		return busy
+	}
+	defer release()
 	if err := cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken}); err != nil {
 		return err
 	}

@@ -48,11 +48,14 @@ func SetupAll(mgr ctrl.Manager, cfg Config) error {
 	case statusInterval < 0:
 		statusInterval = 0
 	}
+	// One gate per issuer for every request the operator sends it: mints, refreshes and
+	// revocations of live jobs and of orphaned chains.
+	gates := newIssuerGates(cfg.IssuerLimits)
 	if err := (&ImportJobReconciler{
 		Client: mgr.GetClient(), Clock: cfg.Clock, VaultNamespace: cfg.VaultNamespace, IssuerClients: cfg.IssuerClients,
 		RevocationBudget: cfg.RevocationBudget, MaxRetryBackoff: cfg.MaxRetryBackoff, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles,
 		IssuerLimits: cfg.IssuerLimits, RotateNowMinInterval: cfg.RotateNowMinInterval, MinRotationGap: cfg.MinRotationGap,
-		StatusInterval: statusInterval,
+		StatusInterval: statusInterval, gates: gates,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -66,6 +69,6 @@ func SetupAll(mgr ctrl.Manager, cfg Config) error {
 	}
 	return (&OrphanSweeper{
 		Clock: cfg.Clock, VaultNamespace: cfg.VaultNamespace, IssuerClients: cfg.IssuerClients,
-		Interval: cfg.OrphanSweepInterval, Grace: cfg.OrphanGrace,
+		Interval: cfg.OrphanSweepInterval, Grace: cfg.OrphanGrace, gates: gates,
 	}).SetupWithManager(mgr)
 }
