@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -299,4 +300,49 @@ func TestUnitRevocationsCountAgainstIssuerLimits(t *testing.T) {
 			t.Fatalf("once the rate allowed it: %d revocation(s), job gone %v", n, gone(u))
 		}
 	})
+}
+
+// TestUnitMaxLifetimeCapsALongToken: a token the issuer says lives for decades (the most
+// the client accepts, 2^31-1 seconds) is held no longer than the job's maxLifetime: the
+// job wakes at the cap, not at the token's rotation time decades away, and then revokes
+// the token without ever refreshing it.
+func TestUnitMaxLifetimeCapsALongToken(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+	const absurd = (1<<31 - 1) * time.Second
+	u.issuer.WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) {
+		ts := u.tokens("minted")
+		ts.ExpiresAt = ts.IssuedAt.Add(absurd)
+		return ts, nil
+	})
+	j := u.job()
+	j.Spec.Rotation.MaxLifetime = &metav1.Duration{Duration: time.Hour}
+	if err := u.r.Update(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	start := u.clock.Now()
+	u.start()
+	if got := u.job().Status.TokenExpiresAt.Time; got.Sub(start) < 60*365*24*time.Hour {
+		t.Fatalf("the token's expiry %s is not the absurd one the issuer gave", got)
+	}
+	res, err := u.reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter != time.Hour {
+		t.Fatalf("RequeueAfter %s, want 1h: the job wakes at its maxLifetime, not at the token's rotation", res.RequeueAfter)
+	}
+	u.clock.Step(time.Hour)
+	if _, err := u.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	j = u.job()
+	if j.Status.Phase != jobtokenv1alpha1.PhaseExpired || j.Status.NextRotationTime != nil {
+		t.Fatalf("at maxLifetime: phase %s, next rotation %v", j.Status.Phase, j.Status.NextRotationTime)
+	}
+	if c := meta.FindStatusCondition(j.Status.Conditions, jobtokenv1alpha1.ConditionRevoked); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("Revoked condition %+v", c)
+	}
+	if calls := u.issuer.Calls(); len(calls) != 2 || calls[0] != "mint" || calls[1] != "revoke" {
+		t.Fatalf("issuer calls %v, want a mint and, at the cap, a revocation", calls)
+	}
 }
