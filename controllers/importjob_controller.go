@@ -33,6 +33,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/issuer"
+	"github.com/jobtoken/jobtoken/internal/statemetrics"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -59,10 +60,12 @@ const (
 	DefaultMinRotationGap   = time.Second
 	DefaultMaxRetryBackoff  = 5 * time.Minute
 	DefaultClientMaxAge     = 10 * time.Minute
-	// DefaultStatusInterval is how late routine status fields may reach the API: zero,
-	// every change is written, because the state metrics and the alerts built on them
-	// (token expiry, rotation slack) read the status.
-	DefaultStatusInterval = time.Duration(0)
+	// DefaultStatusInterval is how late routine status fields (rotation counters, token
+	// times) may reach the API: a person reading `kubectl get importjobs` sees them at
+	// most this late, and a job whose tokens live a minute costs a status write every
+	// third rotation instead of every one. The metrics and alerts on token expiry and
+	// rotation slack do not wait for the status (statemetrics.Written).
+	DefaultStatusInterval = 2 * time.Minute
 	// DefaultRotateNowMinInterval keeps a rotate-now loop from rotating a job more often.
 	DefaultRotateNowMinInterval = 30 * time.Second
 	defaultPropagationBudget    = 30 * time.Second
@@ -258,6 +261,7 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.statusWrites.forget(req.NamespacedName)
+			statemetrics.Written.Forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -734,6 +738,7 @@ func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) er
 			return fmt.Errorf("create worker Secret %s/%s: %w", s.job.Namespace, name, err)
 		}
 		s.workerSecret = secret
+		statemetrics.Written.TokenWritten(client.ObjectKeyFromObject(s.job), s.chain.ExpiresAt, time.Time{}, r.Clock.Now())
 		s.job.Status.SecretName = name
 		return nil
 	}
@@ -753,6 +758,8 @@ func (r *ImportJobReconciler) stepWorkerSecret(ctx context.Context, s *scope) er
 	if err := r.Patch(ctx, current.DeepCopy(), client.RawPatch(types.MergePatchType, patch), client.FieldOwner(fieldOwner)); err != nil {
 		return fmt.Errorf("write worker Secret %s/%s: %w", s.job.Namespace, name, err)
 	}
+	replaced, _ := time.Parse(time.RFC3339, string(current.Data[jobtokenv1alpha1.KeyExpiresAt]))
+	statemetrics.Written.TokenWritten(client.ObjectKeyFromObject(s.job), s.chain.ExpiresAt, replaced, r.Clock.Now())
 	s.job.Status.SecretName = name
 	return nil
 }

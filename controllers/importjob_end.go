@@ -69,6 +69,12 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	if err != nil {
 		return false, err
 	}
+	if v != nil && v.AccessToken != "" {
+		// The last status write of the job carries its final counters and token times,
+		// which routine writes may have left behind.
+		s.chain = v
+		r.projectChain(s)
+	}
 	st := &s.job.Status
 	revokeErr := error(nil)
 	if v != nil && (v.AccessToken != "" || v.RefreshToken != "") {

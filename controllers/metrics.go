@@ -5,9 +5,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/issuer"
+	"github.com/jobtoken/jobtoken/internal/statemetrics"
 )
 
 var (
@@ -40,6 +43,12 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(tokenRequests, tokenRequestDuration, tokenExpiry, rotations, remints, revocations)
+}
+
+// forgetTokenMetrics deletes the token series of a job whose tokens ended.
+func forgetTokenMetrics(job *jobtokenv1alpha1.ImportJob) {
+	tokenExpiry.DeleteLabelValues(job.Namespace, job.Name)
+	statemetrics.Written.Forget(client.ObjectKeyFromObject(job))
 }
 
 // forgetIssuerMetrics deletes the series of an issuer that no longer exists, so that

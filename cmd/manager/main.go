@@ -39,10 +39,12 @@ func main() {
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with Kubernetes authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Serve metrics over HTTP/2 (off by default: HTTP/2 rapid-reset and stream-cancellation CVEs).")
 	flag.StringVar(&opts.VaultNamespace, "vault-namespace", defaultVaultNamespace(), "Namespace of the operator's own Secrets holding refresh tokens, and of ClusterTokenIssuer Secrets. Workers must not be able to read it.")
+	watchNamespaces := flag.String("watch-namespaces", "",
+		"Comma-separated namespaces whose ImportJobs and TokenIssuers the operator serves (besides its own, --vault-namespace); empty serves every namespace. With a list, the manager needs rights only in these namespaces (config/watch-namespaces, the chart's watchNamespaces).")
 	issuerOpts := issuerFlags(flag.CommandLine)
 	fairUse := fairUseFlags(flag.CommandLine)
 	statusInterval := flag.Duration("status-interval", controllers.DefaultStatusInterval,
-		"How late routine ImportJob status fields (rotation counters, token times) may reach the API; phase, conditions and failures are written at once. 0 writes every change (the state metrics and alerts read the status, so they lag by as much).")
+		"How late routine ImportJob status fields (rotation counters, token times) may reach the API; phase, conditions and failures are written at once. 0 writes every change.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	// Leader-election timing, so that two replicas can fail over within a short token
@@ -73,6 +75,12 @@ func main() {
 		opts.Metrics.FilterProvider = metricsfilters.WithAuthenticationAndAuthorization
 	}
 	opts.HealthProbeBindAddress = probeAddr
+	watched, err := manager.ParseWatchNamespaces(*watchNamespaces)
+	if err != nil {
+		log.Error(err, "Invalid flag --watch-namespaces")
+		os.Exit(1)
+	}
+	opts.WatchNamespaces = watched
 
 	mgr, err := manager.New(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
@@ -85,6 +93,9 @@ func main() {
 		os.Exit(1)
 	}
 	cfg := controllers.Config{VaultNamespace: opts.VaultNamespace, Issuers: &issuers, StatusInterval: *statusInterval}
+	if cfg.StatusInterval == 0 {
+		cfg.StatusInterval = -1 // Config reads zero as "the default"; the flag's 0 means every change
+	}
 	if err := fairUse(&cfg); err != nil {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
@@ -105,7 +116,8 @@ func main() {
 		log.Error(err, "Unable to set up the ready check")
 		os.Exit(1)
 	}
-	log.Info("Starting manager", "version", version.Version, "vaultNamespace", opts.VaultNamespace, "leaderElection", opts.LeaderElection)
+	log.Info("Starting manager", "version", version.Version, "vaultNamespace", opts.VaultNamespace, "leaderElection", opts.LeaderElection,
+		"watchNamespaces", opts.WatchNamespaces)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

@@ -2,15 +2,23 @@
 // manager's cache at each scrape, and the slack of each rotation. Every replica serves
 // the same values (the caches run on all of them, not only on the leader), so the
 // series survive a failover; alerts aggregate them with max by the object's labels.
+//
+// The routine status fields of an ImportJob (its token's expiry among them) may reach
+// the API up to --status-interval late, so what must be current is told by the
+// reconciler as it writes a token (TokenWritten): the token's expiry, which the
+// collector takes over an older one in the status, and the rotation's slack. Only the
+// leader writes tokens, so only its series are ahead of the status; max across
+// replicas picks them.
 package statemetrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,6 +51,9 @@ var (
 // Collector reads ImportJobs and issuers from a cache at each scrape.
 type Collector struct {
 	Reader client.Reader
+	// Written holds the expiry of the tokens written since the status last caught up;
+	// nil reads the status alone.
+	Written *WrittenTokens
 }
 
 // Describe sends the descriptors of every metric Collect may send.
@@ -72,7 +83,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	failed("ImportJob", err)
 	if err == nil {
 		for i := range jobs.Items {
-			collectJob(&jobs.Items[i], gauge)
+			collectJob(&jobs.Items[i], c.Written.expiry(&jobs.Items[i]), gauge)
 		}
 	}
 	issuers := &jobtokenv1alpha1.TokenIssuerList{}
@@ -95,7 +106,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func collectJob(job *jobtokenv1alpha1.ImportJob, gauge func(*prometheus.Desc, float64, ...string)) {
+func collectJob(job *jobtokenv1alpha1.ImportJob, expiry time.Time, gauge func(*prometheus.Desc, float64, ...string)) {
 	ns, name := job.Namespace, job.Name
 	phase := job.Status.Phase
 	if phase == "" {
@@ -108,8 +119,8 @@ func collectJob(job *jobtokenv1alpha1.ImportJob, gauge func(*prometheus.Desc, fl
 	if phase != jobtokenv1alpha1.PhaseRunning && phase != jobtokenv1alpha1.PhasePending {
 		return
 	}
-	if exp := job.Status.TokenExpiresAt; exp != nil {
-		gauge(expiryDesc, float64(exp.Unix()), ns, name)
+	if !expiry.IsZero() {
+		gauge(expiryDesc, float64(expiry.Unix()), ns, name)
 	}
 	budget := DefaultPropagationBudget
 	if b := job.Spec.Rotation.PropagationBudget; b != nil {
@@ -132,39 +143,69 @@ func collectIssuer(kind, ns, name string, conds []metav1.Condition, gauge func(*
 	gauge(issuerReadyDesc, ready, kind, ns, name, reason)
 }
 
-// Slack observes, for each new token of an ImportJob, how long before the old token's
-// expiry it was issued (status.tokenIssuedAt of the new token against
-// status.tokenExpiresAt of the old one): the time the new token had to reach the
-// workers. Values below the job's propagation budget mean workers may have read an
-// expired token.
+// Slack observes, for each token written to an ImportJob's worker Secret, how long
+// before the expiry of the token it replaced it was written: the time the new token had
+// to reach the workers. Values below the job's propagation budget mean workers may have
+// read an expired token.
 var Slack = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Name:    "jobtoken_rotation_slack_seconds",
-	Help:    "Time between a new access token's issue and the expiry of the token it replaced (negative: the old one had expired).",
+	Help:    "Time between a new access token's write to the worker Secret and the expiry of the token it replaced (negative: the old one had expired).",
 	Buckets: []float64{-60, -10, 0, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600, 1800},
 })
 
-// observeSlack records the slack of a rotation seen as an update of an ImportJob.
-func observeSlack(oldObj, newObj any) {
-	o, ok1 := oldObj.(*jobtokenv1alpha1.ImportJob)
-	n, ok2 := newObj.(*jobtokenv1alpha1.ImportJob)
-	if !ok1 || !ok2 || n.Status.TokenRevision <= o.Status.TokenRevision || o.Status.TokenRevision == 0 ||
-		o.Status.TokenExpiresAt == nil || n.Status.TokenIssuedAt == nil {
-		return
-	}
-	Slack.Observe(o.Status.TokenExpiresAt.Sub(n.Status.TokenIssuedAt.Time).Seconds())
+// WrittenTokens is what the reconciler tells the metrics as it writes tokens, ahead of
+// the status.
+type WrittenTokens struct {
+	mu      sync.Mutex
+	expires map[types.NamespacedName]time.Time
 }
 
-// Register adds the state collector and the slack histogram of mgr's cache to reg
-// (the manager serves controller-runtime's metrics.Registry).
+// Written is the manager's record of written tokens, shared by its reconciler and its
+// collector (the metrics registry it serves is process-wide too).
+var Written = &WrittenTokens{}
+
+// TokenWritten records a token written to job's worker Secret at now, expiring at
+// expiresAt, that replaced one expiring at replaced (zero for the job's first token).
+func (w *WrittenTokens) TokenWritten(job types.NamespacedName, expiresAt, replaced, now time.Time) {
+	if !replaced.IsZero() {
+		Slack.Observe(replaced.Sub(now).Seconds())
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.expires == nil {
+		w.expires = map[types.NamespacedName]time.Time{}
+	}
+	w.expires[job] = expiresAt
+}
+
+// Forget drops what was recorded for a job that ended or was deleted.
+func (w *WrittenTokens) Forget(job types.NamespacedName) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.expires, job)
+}
+
+// expiry is the later of the token expiry in job's status and the one written last.
+func (w *WrittenTokens) expiry(job *jobtokenv1alpha1.ImportJob) time.Time {
+	var t time.Time
+	if exp := job.Status.TokenExpiresAt; exp != nil {
+		t = exp.Time
+	}
+	if w == nil {
+		return t
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if written := w.expires[types.NamespacedName{Namespace: job.Namespace, Name: job.Name}]; written.After(t) {
+		t = written
+	}
+	return t
+}
+
+// Register adds the state collector, reading mgr's cache and Written, and the slack
+// histogram to reg (the manager serves controller-runtime's metrics.Registry).
 func Register(mgr ctrl.Manager, reg prometheus.Registerer) error {
-	inf, err := mgr.GetCache().GetInformer(context.Background(), &jobtokenv1alpha1.ImportJob{})
-	if err != nil {
-		return err
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: observeSlack}); err != nil {
-		return err
-	}
-	if err := reg.Register(&Collector{Reader: mgr.GetCache()}); err != nil {
+	if err := reg.Register(&Collector{Reader: mgr.GetCache(), Written: Written}); err != nil {
 		return err
 	}
 	return reg.Register(Slack)
