@@ -204,6 +204,12 @@ e2e: envtest node-bins image ## End-to-end on a real single-node cluster (root, 
 	go build -o $(BIN)/e2e ./cmd/e2e
 	$(BIN)/e2e --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) --kubectl $(KUBECTL) $(E2E_FLAGS)
 
+E2E_INSTALL_FLAGS ?=
+.PHONY: e2e-install
+e2e-install: envtest node-bins image helm ## On a real single-node cluster (root, Linux), install the operator from `helm template` of charts/jobtoken, then from the release manifest (hack/release.sh, as make release), with the manager image of make image; each time the manager pods must be Ready and serve an ImportJob, then the install is deleted (about 5 minutes once built).
+	go build -o $(BIN)/e2e ./cmd/e2e
+	$(BIN)/e2e --install helm,release --helm $(HELM) --manager-image $(IMG) --node-bin $(NODE_BIN) --k8s-bin $(ENVTEST_ASSETS) --images $(IMAGES) --kubectl $(KUBECTL) --work-dir $(BIN)/e2e-install-run $(E2E_INSTALL_FLAGS)
+
 ##@ Operate
 
 # hack/promrules is a module of its own (Prometheus's rule-file and PromQL packages pull in

@@ -12,7 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/jobtoken/jobtoken/internal/e2e"
 )
@@ -32,6 +36,12 @@ func main() {
 	flag.DurationVar(&o.Budget, "budget", 0, "propagation budget of the main job (default 5s)")
 	flag.DurationVar(&o.OffAccessTTL, "off-access-ttl", 0, "access-token lifetime for the nudging-off job (default 150s)")
 	flag.DurationVar(&o.OffBudget, "off-budget", 0, "propagation budget of the nudging-off job (default 120s)")
+	var installs string
+	flag.StringVar(&installs, "install", "", "instead of the full run, install the operator each of these ways in turn (comma-separated: helm, release), run one ImportJob and uninstall")
+	flag.StringVar(&o.Helm, "helm", "", "helm binary for --install=helm (make helm)")
+	flag.StringVar(&o.ReleaseManifest, "release-manifest", "", "for --install=release: apply this install.yaml (make release) instead of writing one with hack/release.sh; it must name the --manager-image")
+	flag.StringVar(&o.ManagerImage, "manager-image", "", "the manager image among --images (default jobtoken/manager:dev)")
+	flag.DurationVar(&o.InstallDuration, "install-duration", 0, "how long the worker of each --install phase imports (default 45s)")
 	flag.Parse()
 	if o.NodeBinDir == "" || o.K8sBinDir == "" {
 		flag.Usage()
@@ -45,8 +55,25 @@ func main() {
 		os.Exit(1)
 	}
 	o.Out = os.Stdout
+	// The run talks to the API server with controller-runtime's client only; its log
+	// would otherwise complain, with a stack, that no logger was set.
+	ctrllog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if installs != "" {
+		rep, err := e2e.RunInstalls(ctx, o, strings.Split(installs, ","))
+		if rep != nil && len(rep.Phases) > 0 {
+			rep.Print(os.Stdout, o)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: FAIL:", err)
+			os.Exit(1)
+		}
+		if len(rep.Problems) > 0 {
+			os.Exit(1)
+		}
+		return
+	}
 	rep, err := e2e.Run(ctx, o)
 	if rep != nil && rep.Main != nil {
 		rep.Print(os.Stdout, o)

@@ -81,6 +81,11 @@ type Options struct {
 	FailoverAt time.Duration
 	WorkDir    string
 	Out        io.Writer
+	// Helm is the helm binary RunInstalls renders the chart with; ReleaseManifest an
+	// install.yaml it applies instead of writing one with hack/release.sh.
+	Helm, ReleaseManifest string
+	// InstallDuration is how long the worker of each RunInstalls phase imports.
+	InstallDuration time.Duration
 }
 
 // Defaults fills unset fields.
@@ -120,6 +125,9 @@ func (o *Options) Defaults() {
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
+	}
+	if o.InstallDuration <= 0 {
+		o.InstallDuration = 45 * time.Second
 	}
 }
 
@@ -193,6 +201,39 @@ func startIssuer(host string, ttl time.Duration) (*issuerSide, error) {
 	return &issuerSide{srv: s, rec: rec, url: "http://" + ln.Addr().String(), http: hs}, nil
 }
 
+// startCluster starts the real node with the images of o.ImagesDir imported; stop keeps
+// the components' logs in the work directory and tears the cluster down.
+func startCluster(ctx context.Context, o Options, say func(string, ...any)) (cl *realnode.Cluster, stop func(), err error) {
+	t0 := time.Now()
+	images, _ := filepath.Glob(filepath.Join(o.ImagesDir, "*.tar"))
+	if len(images) < 3 {
+		return nil, nil, fmt.Errorf("want the manager, example-worker and pause archives in %s (make image), found %d", o.ImagesDir, len(images))
+	}
+	say("starting a real single-node cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy")
+	nodeLog, err := os.Create(filepath.Join(o.WorkDir, "node.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err = realnode.Start(ctx, realnode.Config{
+		NodeBinDir: o.NodeBinDir, K8sBinDir: o.K8sBinDir, Images: images, Log: nodeLog,
+	})
+	if err != nil {
+		_ = nodeLog.Close()
+		return nil, nil, err
+	}
+	logsOut := filepath.Join(o.WorkDir, "logs")
+	stop = func() {
+		// Keep the components' logs for a failed run's diagnosis.
+		_ = os.RemoveAll(logsOut)
+		_ = exec.Command("cp", "-r", cl.LogDir(), logsOut).Run()
+		say("stopping the cluster (logs kept in %s)", logsOut)
+		cl.Stop()
+		_ = nodeLog.Close()
+	}
+	say("cluster ready in %s (node Ready, API server at %s; images imported: %d)", time.Since(t0).Round(100*time.Millisecond), cl.APIServerURL, len(images))
+	return cl, stop, nil
+}
+
 // Run performs the end-to-end run. It starts and stops the cluster.
 func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	o.Defaults()
@@ -201,32 +242,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	say := func(format string, args ...any) {
 		_, _ = fmt.Fprintf(o.Out, "[%6s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
-	images, _ := filepath.Glob(filepath.Join(o.ImagesDir, "*.tar"))
-	if len(images) < 3 {
-		return nil, fmt.Errorf("want the manager, example-worker and pause archives in %s (make image), found %d", o.ImagesDir, len(images))
-	}
-	say("starting a real single-node cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy")
-	nodeLog, err := os.Create(filepath.Join(o.WorkDir, "node.log"))
+	cl, stopCluster, err := startCluster(ctx, o, say)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = nodeLog.Close() }()
-	cl, err := realnode.Start(ctx, realnode.Config{
-		NodeBinDir: o.NodeBinDir, K8sBinDir: o.K8sBinDir, Images: images, Log: io.MultiWriter(nodeLog),
-	})
-	if err != nil {
-		return nil, err
-	}
-	logsOut := filepath.Join(o.WorkDir, "logs")
-	defer func() {
-		// Keep the components' logs for a failed run's diagnosis.
-		_ = os.RemoveAll(logsOut)
-		_ = exec.Command("cp", "-r", cl.LogDir(), logsOut).Run()
-		say("stopping the cluster (logs kept in %s)", logsOut)
-		cl.Stop()
-	}()
+	defer stopCluster()
 	rep.ClusterStart = time.Since(start)
-	say("cluster ready in %s (node Ready, API server at %s; images imported: %d)", rep.ClusterStart.Round(100*time.Millisecond), cl.APIServerURL, len(images))
 
 	cs := cl.Clientset
 	c, err := client.New(cl.RestConfig, client.Options{Scheme: scheme.New()})
@@ -399,7 +420,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 
 	results := map[string]*JobResult{}
 	for _, n := range []string{mainJob, offJob, failingJob} {
-		r, err := finish(ctx, c, cs, n, watchers[n])
+		r, err := finish(ctx, c, cs, operatorNamespace, n, watchers[n])
 		if err != nil {
 			return rep, err
 		}
@@ -574,7 +595,12 @@ func podDiagnosis(ctx context.Context, cs kubernetes.Interface, ns string) strin
 
 // leaderPod returns the pod holding the manager's lease ("" when none).
 func leaderPod(ctx context.Context, cs kubernetes.Interface) (string, *coordinationv1.Lease) {
-	l, err := cs.CoordinationV1().Leases(operatorNamespace).Get(ctx, manager.LeaderElectionID, metav1.GetOptions{})
+	return leaseHolder(ctx, cs, operatorNamespace)
+}
+
+// leaseHolder returns the pod holding the manager's lease in the operator namespace ns.
+func leaseHolder(ctx context.Context, cs kubernetes.Interface, ns string) (string, *coordinationv1.Lease) {
+	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, manager.LeaderElectionID, metav1.GetOptions{})
 	if err != nil || l.Spec.HolderIdentity == nil {
 		return "", nil
 	}
@@ -616,8 +642,9 @@ func failover(ctx context.Context, cs kubernetes.Interface, kubectl func(...stri
 	return f, nil
 }
 
-// finish waits for the ImportJob to record its end, then collects its figures.
-func finish(ctx context.Context, c client.Client, cs kubernetes.Interface, name string, w *secretWatcher) (*JobResult, error) {
+// finish waits for the ImportJob to record its end, then collects its figures; opNS is
+// the operator namespace, where the job's vault Secret is.
+func finish(ctx context.Context, c client.Client, cs kubernetes.Interface, opNS, name string, w *secretWatcher) (*JobResult, error) {
 	r := &JobResult{Name: name}
 	ij := &jobtokenv1alpha1.ImportJob{}
 	if err := poll(ctx, 2*time.Minute, func() bool {
@@ -646,7 +673,7 @@ func finish(ctx context.Context, c client.Client, cs kubernetes.Interface, name 
 	_ = poll(ctx, 30*time.Second, func() bool {
 		_, err := cs.CoreV1().Secrets(jobNamespace).Get(ctx, name+"-token", metav1.GetOptions{})
 		r.WorkerSecretGone = apierrors.IsNotFound(err)
-		vault, err := cs.CoreV1().Secrets(operatorNamespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
+		vault, err := cs.CoreV1().Secrets(opNS).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{
 			jobtokenv1alpha1.LabelImportJobUID: string(ij.UID),
 		}).String()})
 		r.VaultSecretGone = err == nil && len(vault.Items) == 0
