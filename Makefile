@@ -49,8 +49,8 @@ fmt: ## go fmt.
 	go fmt ./...
 
 .PHONY: vet
-vet: ## go vet.
-	go vet ./...
+vet: ## go vet (every test layer's files).
+	go vet -tags $(TEST_TAGS) ./...
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint.
@@ -97,16 +97,38 @@ chaos: envtest ## Kill -9 soak, issuer outage and two replicas; writes docs/benc
 hydra: ## Build Ory Hydra from the Go module proxy into bin/hydra (for the interop tests).
 	./hack/build-hydra.sh $(dir $(HYDRA_BIN))
 
+# Three test layers. Test files that need a control plane (envtest's kube-apiserver and
+# etcd), Ory Hydra, Helm or the operator as a separate process carry the build tag
+# `integration`; the chaos run carries `chaos`. Untagged test files are the unit layer:
+# controller-runtime's fake client, the fake issuer, a fake clock and servers inside the
+# test process on 127.0.0.1. A build tag rather than a control plane started on first
+# use, because then no unit test can start one by accident (the integration helpers do
+# not compile into it) and plain `go test ./...` is the fast inner loop.
+TEST_TAGS := integration,chaos
+# The packages with integration tests (their unit tests run again there: seconds).
+INTEGRATION_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build integration' api cmd controllers internal pkg)))
 # The chaos run measures rotation deadlines to the second with 50 jobs and real manager
-# processes: it runs after the other packages, alone, so that their control planes and
+# processes: it runs after the other layers, alone, so that their control planes and
 # managers do not take the two cores it is timing (the race detector stays on for both).
 CHAOS_PKG := ./internal/chaos
 
 .PHONY: test
-test: manifests generate envtest hydra promrules helm previous-release ## Run every test against the real kube-apiserver and Hydra (race detector on).
+test: test-unit test-integration test-chaos ## Every test: the unit, integration and chaos layers (race detector on).
+
+.PHONY: test-unit
+test-unit: ## Unit tests: no control plane, no Hydra, fake clock (seconds; also plain `go test ./...`).
 	@mkdir -p $(BIN)
-	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/internal/chaos$$') 2>&1 | tee $(BIN)/test.log
-	go test -race -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(CHAOS_PKG) 2>&1 | tee -a $(BIN)/test.log
+	go test -race -timeout 5m $(GO_TEST_FLAGS) ./... 2>&1 | tee $(BIN)/test-unit.log
+
+.PHONY: test-integration
+test-integration: manifests generate envtest hydra promrules helm previous-release ## Integration tests against the real kube-apiserver, the development issuer and Ory Hydra.
+	@mkdir -p $(BIN)
+	go test -race -tags integration -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(addprefix ./,$(INTEGRATION_PKGS)) 2>&1 | tee $(BIN)/test-integration.log
+
+.PHONY: test-chaos
+test-chaos: manifests generate envtest ## The short chaos run: kill -9 soak, issuer outage, leader failover with real manager processes.
+	@mkdir -p $(BIN)
+	go test -race -tags chaos -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) $(CHAOS_PKG) 2>&1 | tee $(BIN)/test-chaos.log
 
 FUZZ_TIME ?= 30s
 .PHONY: fuzz

@@ -440,7 +440,7 @@ func TestUnitRoutineStatusWaitsForTheInterval(t *testing.T) {
 	})
 	u.clock.Step(31 * time.Second)
 	_, _ = u.reconcile()
-	if patches == before || !conditionTrue(u.job(), jobtokenv1alpha1.ConditionTokenRefreshFailed) {
+	if patches == before || !meta.IsStatusConditionTrue(u.job().Status.Conditions, jobtokenv1alpha1.ConditionTokenRefreshFailed) {
 		t.Errorf("a failed rotation was not written at once (patches %d -> %d)", before, patches)
 	}
 }

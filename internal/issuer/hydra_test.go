@@ -1,3 +1,5 @@
+//go:build integration
+
 package issuer_test
 
 // Interop tests against a real Ory Hydra v2.3.0 (built from the Go module proxy by
