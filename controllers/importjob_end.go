@@ -77,7 +77,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 	}
 	st := &s.job.Status
 	revokeErr := error(nil)
-	if v != nil && (v.AccessToken != "" || v.RefreshToken != "") {
+	if v != nil && (v.AccessToken != "" || v.RefreshToken != "" || len(v.Replaced) > 0) {
 		if st.RevocationStartTime == nil {
 			st.RevocationStartTime = &metav1.Time{Time: s.now}
 		}
@@ -149,7 +149,7 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 // *issuerGoneError when that issuer no longer exists as the same object.
 // A token redeemed from the submitter is never revoked: only what the operator minted.
 func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *storedChain) error {
-	if v.AccessToken == "" && v.RefreshToken == "" {
+	if v.AccessToken == "" && v.RefreshToken == "" && len(v.Replaced) == 0 {
 		return nil
 	}
 	bound, ok := recordedBinding(v.secret)
@@ -171,7 +171,7 @@ func (r *ImportJobReconciler) revokeTokens(ctx context.Context, s *scope, v *sto
 		return busy
 	}
 	defer release()
-	return cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken})
+	return cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken, Replaced: v.Replaced})
 }
 
 // skipRevocation ends a job whose chain's issuer is gone or was replaced: its tokens

@@ -178,7 +178,7 @@ func (o *OrphanSweeper) revoke(ctx context.Context, s *corev1.Secret, v *storedC
 		return busy
 	}
 	defer release()
-	if err := cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken}); err != nil {
+	if err := cl.Revoke(ctx, issuer.Revocation{AccessToken: v.AccessToken, RefreshToken: v.RefreshToken, Replaced: v.Replaced}); err != nil {
 		return err
 	}
 	revocations.WithLabelValues("success").Inc()

@@ -144,6 +144,9 @@ func (f *FOLIO) Refresh(ctx context.Context, refreshToken string) (*TokenSet, er
 // access token (it ends at its expiry), and a logout without the cookie means "log out
 // everywhere" on Eureka, so nothing is sent when there is no refresh token.
 func (f *FOLIO) Revoke(ctx context.Context, tokens Revocation) error {
+	// Replaced chains are left to expire: Okapi takes a spent refresh token presented
+	// again, even to log out, for a leak and revokes every token of the user, the other
+	// jobs' of the same system user included.
 	if tokens.RefreshToken == "" {
 		return nil
 	}

@@ -292,4 +292,16 @@ func TestFOLIORevoke(t *testing.T) {
 			t.Fatal("a logout was sent without a refresh token")
 		}
 	})
+	t.Run("replaced chains are never presented", func(t *testing.T) {
+		// Okapi takes a spent refresh token, even in a logout, for a leak of the user's.
+		rec := newRecorder(t, respond(204, ""))
+		f := newTestFOLIO(t, rec.URL, nil)
+		if err := f.Revoke(ctx, Revocation{AccessToken: "at", RefreshToken: "rt-9", Replaced: []string{"rt-1", "rt-2"}}); err != nil {
+			t.Fatal(err)
+		}
+		reqs := rec.requests()
+		if len(reqs) != 1 || reqs[0].Header.Get("Cookie") != "folioRefreshToken=rt-9" {
+			t.Fatalf("%d logouts; the last with cookie %q", len(reqs), reqs[len(reqs)-1].Header.Get("Cookie"))
+		}
+	})
 }

@@ -115,11 +115,16 @@ func checkTokenSizes(ts *TokenSet, max int) error {
 type Revocation struct {
 	AccessToken  string
 	RefreshToken string
+	// Replaced are refresh tokens of earlier chains of the job that a re-mint replaced;
+	// after a lost answer such a chain may live on at the issuer. A dialect revokes them
+	// where revoking a token ends its own chain (RFC 7009 issuers), and leaves them to
+	// expire where presenting a spent token is punished beyond its chain.
+	Replaced []string
 }
 
 // String describes the request without any token bytes.
 func (r Revocation) String() string {
-	return fmt.Sprintf("revocation{access=%s refresh=%s}", presence(r.AccessToken), presence(r.RefreshToken))
+	return fmt.Sprintf("revocation{access=%s refresh=%s replaced=%d}", presence(r.AccessToken), presence(r.RefreshToken), len(r.Replaced))
 }
 
 // Client is the narrow interface the controller uses for one issuer.

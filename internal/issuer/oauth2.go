@@ -566,16 +566,22 @@ var (
 // tokens; they end at their expiry) and a "Session not active" style answer (the token
 // is dead already). Both are attempted; the first error is returned.
 func (o *OAuth2) Revoke(ctx context.Context, tokens Revocation) error {
-	if tokens.AccessToken == "" && tokens.RefreshToken == "" {
+	if tokens.AccessToken == "" && tokens.RefreshToken == "" && len(tokens.Replaced) == 0 {
 		return nil
 	}
 	if o.endpoints.Revocation == "" {
 		return &Error{Class: ClassConfiguration, Op: "revoke", Description: "the issuer has no revocation endpoint (set RevocationURL)"}
 	}
+	type token struct{ v, hint string }
+	all := []token{{tokens.RefreshToken, "refresh_token"}, {tokens.AccessToken, "access_token"}}
+	// A replaced chain's token is revoked too: RFC 7009 asks the issuer to end what was
+	// issued on the same grant, so the chain a lost answer rotated on ends with it; a
+	// token already spent or expired is answered 200.
+	for _, rt := range tokens.Replaced {
+		all = append(all, token{rt, "refresh_token"})
+	}
 	var first error
-	for _, tk := range []struct{ v, hint string }{
-		{tokens.RefreshToken, "refresh_token"}, {tokens.AccessToken, "access_token"},
-	} {
+	for _, tk := range all {
 		if tk.v == "" {
 			continue
 		}

@@ -573,6 +573,28 @@ func TestOAuth2Revoke(t *testing.T) {
 			}
 		}
 	})
+	t.Run("replaced chains after the current pair, each as a refresh token", func(t *testing.T) {
+		rec := newRecorder(t, respond(200, ""))
+		o := newTestOAuth2(t, rec.URL, nil)
+		if err := o.Revoke(ctx, Revocation{AccessToken: "the-at", RefreshToken: "the-rt", Replaced: []string{"old-rt-1", "old-rt-2"}}); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range rec.requests() {
+			got = append(got, r.Form.Get("token")+"/"+r.Form.Get("token_type_hint"))
+		}
+		if want := []string{"the-rt/refresh_token", "the-at/access_token", "old-rt-1/refresh_token", "old-rt-2/refresh_token"}; !slices.Equal(got, want) {
+			t.Fatalf("revoked %q, want %q", got, want)
+		}
+		rec = newRecorder(t, respond(200, ""))
+		o = newTestOAuth2(t, rec.URL, nil)
+		if err := o.Revoke(ctx, Revocation{Replaced: []string{"old-rt-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if reqs := rec.requests(); len(reqs) != 1 || reqs[0].Form.Get("token") != "old-rt-1" {
+			t.Fatalf("only a replaced chain left: requests %v", reqs)
+		}
+	})
 	t.Run("only what is given", func(t *testing.T) {
 		rec := newRecorder(t, respond(200, ""))
 		o := newTestOAuth2(t, rec.URL, nil)

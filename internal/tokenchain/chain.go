@@ -234,9 +234,12 @@ func (c *Chain) mintHeld(ctx context.Context, reason, why string, release func()
 		return c.unspent(ctx, err)
 	}
 	first := r.Generation == 0
-	// The replaced chain is not revoked: on Keycloak, revoking a refresh token detaches
-	// the client from all of the user's sessions (the new chain included), and on Okapi a
-	// logout with a spent token can be taken for a leak. It ends at its own expiry.
+	if reason != jobtokenv1alpha1.ReasonRotated && !first {
+		// The replaced chain is revoked when the job ends, not now: revoking it may end the
+		// access token the workers read until the new one reaches them, and on Keycloak
+		// it detaches the client from all of the user's sessions, the new chain's included.
+		r.replace()
+	}
 	r.setTokens(ts)
 	if !c.CanRemint {
 		r.GrantRedeemed = true

@@ -168,7 +168,17 @@ func TestChainStateMachine(t *testing.T) {
 						chainOf := func(r *Record) *Chain {
 							return &Chain{Record: r, Store: store, Issuer: iss, CanRemint: !oneShot, Grant: grant, Now: now, BeforeRequest: take}
 						}
-						out := st.run(ctx, chainOf(store.load()))
+						// A re-mint keeps the refresh token of the chain it replaced, for
+						// revocation at the job's end: after a lost answer that chain may
+						// live on at the issuer.
+						keptReplaced := func(before string, out Outcome) {
+							if out.Kind == Reminted && before != "" && !slices.Contains(store.load().Replaced, before) {
+								t.Errorf("a re-mint dropped the replaced chain's refresh token %q: replaced %q", before, store.load().Replaced)
+							}
+						}
+						first := store.load()
+						out := st.run(ctx, chainOf(first))
+						keptReplaced(initial.RefreshToken, out)
 						history := []Kind{out.Kind}
 						lost := out.Kind == Lost
 						// Restart on what was stored, with writes working again, and go on
@@ -185,7 +195,9 @@ func TestChainStateMachine(t *testing.T) {
 								}
 								continue
 							}
+							before := rec.RefreshToken
 							out = chainOf(rec).Ensure(ctx, false)
+							keptReplaced(before, out)
 							history = append(history, out.Kind)
 							lost = out.Kind == Lost
 						}
@@ -275,6 +287,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		RefreshToken: "rt", AccessToken: "at", ChainEndsAt: now.Add(time.Hour), Generation: 7,
 		InFlight: Marker(OpRefresh, 7, now), IssuedAt: now, ExpiresAt: now.Add(time.Minute), TokenType: "Bearer",
 		KeyID: "k1", GrantRedeemed: true, Rotations: 5, Remints: 1, RotatedAt: now,
+		Replaced: []string{"rt-a", "rt-b"},
 	}
 	got := Decode(r.Encode())
 	if !equalRecords(got, r) {
@@ -295,5 +308,25 @@ func equalRecords(a, b Record) bool {
 	return a.RefreshToken == b.RefreshToken && a.AccessToken == b.AccessToken && a.ChainEndsAt.Equal(b.ChainEndsAt) &&
 		a.Generation == b.Generation && a.InFlight == b.InFlight && a.IssuedAt.Equal(b.IssuedAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
 		a.TokenType == b.TokenType && a.KeyID == b.KeyID && a.GrantRedeemed == b.GrantRedeemed &&
-		a.Rotations == b.Rotations && a.Remints == b.Remints && a.RotatedAt.Equal(b.RotatedAt)
+		a.Rotations == b.Rotations && a.Remints == b.Remints && a.RotatedAt.Equal(b.RotatedAt) &&
+		slices.Equal(a.Replaced, b.Replaced)
+}
+
+// TestReplacedIsBounded: a record keeps at most MaxReplaced replaced refresh tokens, the
+// newest, each once.
+func TestReplacedIsBounded(t *testing.T) {
+	r := Record{}
+	for i := range MaxReplaced + 3 {
+		r.RefreshToken = fmt.Sprintf("rt-%d", i)
+		r.replace()
+		r.replace()
+	}
+	if len(r.Replaced) != MaxReplaced || r.Replaced[0] != "rt-3" || r.Replaced[MaxReplaced-1] != fmt.Sprintf("rt-%d", MaxReplaced+2) {
+		t.Fatalf("replaced %q", r.Replaced)
+	}
+	r = Record{}
+	r.replace()
+	if r.Replaced != nil {
+		t.Fatalf("no refresh token, yet replaced %q", r.Replaced)
+	}
 }

@@ -39,10 +39,27 @@
 //
 // Recover first claims the chain with a write (the marker, with the current
 // generation), so two managers that both find it cannot both mint.
+//
+// # Replaced chains
+//
+// A re-mint leaves the chain it replaces alive at the issuer: after a lost answer that
+// chain was rotated into an answer nobody read, and a chain replaced before the session
+// maximum is simply unused. Its refresh token is kept in the record (Replaced, the
+// newest MaxReplaced) and revoked with the job's tokens when the job ends — not at once,
+// because revoking it can end the access token the workers read until the new one
+// reaches them, and on Keycloak it detaches the client from every session of the user,
+// the new chain's included. Revocation is the issuer's to honour: RFC 7009 issuers that
+// end a family on any of its tokens (Keycloak, the development issuer) end the rotated
+// chain too; Hydra v2.3.0 ends an unused replaced chain but takes the revocation of a
+// spent token without ending what it was rotated into (that chain lives to its refresh
+// token's expiry); FOLIO's logout is never sent a spent token (Okapi would revoke every
+// token of the user), so replaced chains there end at their own expiry.
 package tokenchain
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +82,12 @@ const (
 	KeyRotations     = "rotations"
 	KeyRemints       = "remints"
 	KeyRotatedAt     = "rotated_at"
+	KeyReplaced      = "replaced_refresh_tokens"
 )
+
+// MaxReplaced bounds the replaced refresh tokens a record keeps for revocation at the
+// job's end; the oldest are dropped first (theirs are the chains most likely ended).
+const MaxReplaced = 8
 
 // Operations an in-flight marker names.
 const (
@@ -107,6 +129,12 @@ type Record struct {
 	Rotations int64
 	Remints   int64
 	RotatedAt time.Time
+	// Replaced holds the refresh tokens of chains a re-mint replaced, newest last, at
+	// most MaxReplaced. After a lost answer such a chain may live on at the issuer (its
+	// rotated token was in the answer nobody read); it is revoked with the job's tokens
+	// when the job ends, not at once: revoking it may end the access token the workers
+	// still read, and on some issuers every session of the user and client.
+	Replaced []string
 }
 
 // Decode reads a record from a stored Secret's data; fields that do not parse are zero.
@@ -122,6 +150,9 @@ func Decode(data map[string][]byte) Record {
 		InFlight:      string(data[KeyInFlight]),
 		GrantRedeemed: string(data[KeyGrantRedeemed]) == "true",
 		RotatedAt:     parseTime(data[KeyRotatedAt]),
+	}
+	if raw := data[KeyReplaced]; len(raw) > 0 {
+		_ = json.Unmarshal(raw, &r.Replaced) // unreadable: nothing to revoke, never a failed pass
 	}
 	r.Generation, _ = strconv.ParseInt(string(data[KeyGeneration]), 10, 64)
 	r.Rotations, _ = strconv.ParseInt(string(data[KeyRotations]), 10, 64)
@@ -152,6 +183,10 @@ func (r *Record) Encode() map[string][]byte {
 	if r.Remints != 0 {
 		data[KeyRemints] = []byte(strconv.FormatInt(r.Remints, 10))
 	}
+	if len(r.Replaced) > 0 {
+		raw, _ := json.Marshal(r.Replaced) // a []string always marshals
+		data[KeyReplaced] = raw
+	}
 	return data
 }
 
@@ -178,6 +213,18 @@ func (r *Record) Usable() bool { return r.AccessToken != "" && r.InFlight == "" 
 // Marker is the in-flight marker of op spending generation at now.
 func Marker(op string, generation int64, now time.Time) string {
 	return fmt.Sprintf("%s%s%d%s%s", op, inFlightGenerationSep, generation, inFlightSeparator, now.UTC().Format(time.RFC3339))
+}
+
+// replace keeps the current refresh token for revocation at the job's end, before a
+// re-mint drops it.
+func (r *Record) replace() {
+	if r.RefreshToken == "" || slices.Contains(r.Replaced, r.RefreshToken) {
+		return
+	}
+	r.Replaced = append(r.Replaced, r.RefreshToken)
+	if n := len(r.Replaced); n > MaxReplaced {
+		r.Replaced = slices.Clone(r.Replaced[n-MaxReplaced:])
+	}
 }
 
 // setTokens records a fresh pair and clears the in-flight marker.
