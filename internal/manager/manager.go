@@ -4,13 +4,17 @@ package manager
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
-	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -40,6 +44,42 @@ type Options struct {
 	Logger *logr.Logger
 	// SkipNameValidation lets several managers run in one process (tests, the demo).
 	SkipNameValidation bool
+	// WatchNamespaces, when set, limits the cache, and so every controller, to the
+	// ImportJobs, TokenIssuers, Secrets, Jobs and Pods of these namespaces and of
+	// VaultNamespace; the manager then needs rights in those namespaces only.
+	// Cluster-scoped objects (ClusterTokenIssuers, Namespaces) are still watched
+	// cluster-wide. Empty watches every namespace.
+	WatchNamespaces []string
+}
+
+// ParseWatchNamespaces reads the --watch-namespaces list: comma-separated namespace
+// names, blanks ignored, duplicates dropped.
+func ParseWatchNamespaces(list string) ([]string, error) {
+	var out []string
+	for _, ns := range strings.Split(list, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" || slices.Contains(out, ns) {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+// cacheNamespaces is what the cache watches: nil (every namespace) or the listed
+// namespaces and the vault namespace, whose stored chains the operator always needs.
+func cacheNamespaces(opts Options) map[string]cache.Config {
+	if len(opts.WatchNamespaces) == 0 {
+		return nil
+	}
+	out := map[string]cache.Config{opts.VaultNamespace: {}}
+	for _, ns := range opts.WatchNamespaces {
+		out[ns] = cache.Config{}
+	}
+	return out
 }
 
 // ManagedSelector selects the objects the operator creates; the cache holds only those
@@ -68,6 +108,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionNamespace:       leNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
+			DefaultNamespaces: cacheNamespaces(opts),
 			// The operator never reads managedFields: dropping them from the cached objects
 			// saves memory per job (docs/benchmarks.md).
 			DefaultTransform: cache.TransformStripManagedFields(),

@@ -149,7 +149,15 @@ var installedKinds = []string{
 // except workloads and CRDs, and waits until the manager's RBAC and the admission
 // policies are in force.
 func (e *Env) InstallShipped(ctx context.Context) (*Shipped, error) {
-	objs, err := e.Render(ctx, "config/default")
+	return e.Install(ctx, "config/default", nil)
+}
+
+// Install is InstallShipped for another kustomization (dir relative to the repository
+// root, such as an overlay of config/default). probes are rights the manager must hold
+// once its RBAC is in force; nil means watching ImportJobs in every namespace and
+// creating its Lease. Namespaces the kustomization puts objects in must exist.
+func (e *Env) Install(ctx context.Context, dir string, probes []authorizationv1.ResourceAttributes) (*Shipped, error) {
+	objs, err := e.Render(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -174,9 +182,9 @@ func (e *Env) InstallShipped(ctx context.Context) (*Shipped, error) {
 		}
 	}
 	if s.ServiceAccount == "" {
-		return nil, errors.New("config/default renders no ServiceAccount for the manager")
+		return nil, fmt.Errorf("%s renders no ServiceAccount for the manager", dir)
 	}
-	if err := e.waitManagerRBAC(ctx, s); err != nil {
+	if err := e.waitManagerRBAC(ctx, s, probes); err != nil {
 		return nil, err
 	}
 	if err := e.waitPoliciesEnforced(ctx); err != nil {
@@ -187,10 +195,12 @@ func (e *Env) InstallShipped(ctx context.Context) (*Shipped, error) {
 
 // waitManagerRBAC waits until the API server's RBAC cache grants the manager its rules:
 // a refusal seen by a test is then never a stale-cache artefact.
-func (e *Env) waitManagerRBAC(ctx context.Context, s *Shipped) error {
-	probes := []authorizationv1.ResourceAttributes{
-		{Group: "jobtoken.dev", Resource: "importjobs", Verb: "watch"},
-		{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: s.Namespace},
+func (e *Env) waitManagerRBAC(ctx context.Context, s *Shipped, probes []authorizationv1.ResourceAttributes) error {
+	if probes == nil {
+		probes = []authorizationv1.ResourceAttributes{
+			{Group: "jobtoken.dev", Resource: "importjobs", Verb: "watch"},
+			{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: s.Namespace},
+		}
 	}
 	for _, attrs := range probes {
 		if err := e.WaitAllowed(ctx, s.ManagerUser(), []string{"system:serviceaccounts", "system:serviceaccounts:" + s.Namespace}, attrs); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -39,6 +40,11 @@ type Options struct {
 	Setup func(ctrl.Manager) error
 	// WithoutManager leaves the manager to the test (RunManager, or another binary).
 	WithoutManager bool
+	// Namespace is the namespace to set up, created when missing (default: a new one).
+	Namespace string
+	// WatchNamespaces limits the manager to these namespaces and its own
+	// (--watch-namespaces); empty serves every namespace.
+	WatchNamespaces []string
 }
 
 // Operator is a running issuer, namespace and manager; Start stops them when the test ends.
@@ -51,6 +57,7 @@ type Operator struct {
 	VaultNamespace string
 	TTL            time.Duration
 	Logs           *testenv.LogBuffer
+	watch          []string
 }
 
 // IssuerName is the TokenIssuer Start creates in the namespace.
@@ -60,7 +67,7 @@ const IssuerName = "dev"
 // TokenIssuer on the issuer, and runs the manager as shipped's ServiceAccount.
 func Start(tb testing.TB, ctx context.Context, env *testenv.Env, shipped *testenv.Shipped, opts Options) *Operator {
 	tb.Helper()
-	o := &Operator{t: tb, env: env, VaultNamespace: shipped.Namespace, TTL: opts.AccessTokenTTL, Logs: &testenv.LogBuffer{}}
+	o := &Operator{t: tb, env: env, VaultNamespace: shipped.Namespace, TTL: opts.AccessTokenTTL, Logs: &testenv.LogBuffer{}, watch: opts.WatchNamespaces}
 	if o.TTL == 0 {
 		o.TTL = time.Minute
 	}
@@ -73,32 +80,46 @@ func Start(tb testing.TB, ctx context.Context, env *testenv.Env, shipped *testen
 	tb.Cleanup(func() { _ = srv.Close() })
 	o.Issuer = srv
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "optest-"}}
-	o.must(env.Client.Create(ctx, ns))
-	o.Namespace = ns.Name
+	o.Namespace = o.SetUpNamespace(ctx, opts.Namespace)
+
+	if !opts.WithoutManager {
+		o.RunManager(ctx, shipped, opts.Setup)
+	}
+	return o
+}
+
+// SetUpNamespace puts the client and user Secrets and the TokenIssuer on the issuer in
+// namespace name (created when missing; a new namespace when name is empty) and returns
+// its name.
+func (o *Operator) SetUpNamespace(ctx context.Context, name string) string {
+	o.t.Helper()
+	env := o.env
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if name == "" {
+		ns.GenerateName = "optest-"
+	}
+	if err := env.Client.Create(ctx, ns); err != nil && !(name != "" && apierrors.IsAlreadyExists(err)) {
+		o.t.Fatal(err)
+	}
 	o.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: "client"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "client"},
 		Data:       map[string][]byte{"client-secret": []byte("jobs-secret")},
 	}))
 	o.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: "user"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "user"},
 		Data:       map[string][]byte{"username": []byte("importer"), "password": []byte("importer-password")},
 	}))
 	// Unstructured, so that the development issuer's plain http is allowed explicitly
 	// where the API has that switch (an unknown field is dropped where it has not).
 	o.must(env.Client.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "jobtoken.dev/v1alpha1", "kind": "TokenIssuer",
-		"metadata": map[string]any{"namespace": o.Namespace, "name": IssuerName},
+		"metadata": map[string]any{"namespace": ns.Name, "name": IssuerName},
 		"spec": map[string]any{"insecureAllowPlainHTTP": true, "oauth2": map[string]any{
-			"issuerURL": srv.URL(), "clientID": "jobs", "clientAuth": string(jobtokenv1alpha1.ClientAuthSecretBasic),
+			"issuerURL": o.Issuer.URL(), "clientID": "jobs", "clientAuth": string(jobtokenv1alpha1.ClientAuthSecretBasic),
 			"clientSecretRef": map[string]any{"name": "client"},
 		}},
 	}}))
-
-	if !opts.WithoutManager {
-		o.RunManager(ctx, shipped, opts.Setup)
-	}
-	return o
+	return ns.Name
 }
 
 // RunManager runs the manager in the test process as shipped's ServiceAccount until the
@@ -110,6 +131,7 @@ func (o *Operator) RunManager(ctx context.Context, shipped *testenv.Shipped, set
 	logger := zap.New(zap.WriteTo(o.Logs))
 	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
 		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
+		WatchNamespaces: o.watch,
 	})
 	o.must(err)
 	o.must(controllers.SetupAll(mgr, controllers.Config{
@@ -170,7 +192,7 @@ func (o *Operator) ImportJob(name string) *jobtokenv1alpha1.ImportJob {
 func (o *Operator) RunningJob(ctx context.Context, name string) *jobtokenv1alpha1.ImportJob {
 	o.t.Helper()
 	o.must(o.env.Client.Create(ctx, o.ImportJob(name)))
-	o.Eventually(30*time.Second, name+" Running", func() bool {
+	testenv.Eventually(o.t, 30*time.Second, name+" Running", func() bool {
 		return o.Job(ctx, name).Status.Phase == jobtokenv1alpha1.PhaseRunning
 	})
 	return o.Job(ctx, name)
@@ -184,34 +206,22 @@ func (o *Operator) Job(ctx context.Context, name string) *jobtokenv1alpha1.Impor
 	return job
 }
 
-// Eventually polls cond every 100 ms until it holds, failing the test after timeout.
-func (o *Operator) Eventually(timeout time.Duration, what string, cond func() bool) {
-	o.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			o.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // CompleteJob marks the ImportJob's batch Job Complete, as the job controller would
 // (envtest runs none).
 func (o *Operator) CompleteJob(ctx context.Context, importJob string) {
 	o.t.Helper()
 	name := o.Job(ctx, importJob).Status.JobName
-	j := &batchv1.Job{}
-	o.must(o.env.Client.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: name}, j))
-	now := metav1.Now()
-	j.Status.StartTime = &now
-	j.Status.CompletionTime = &now
-	j.Status.Succeeded = 1
-	j.Status.Conditions = []batchv1.JobCondition{
-		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-	}
-	o.must(o.env.Client.Status().Update(ctx, j))
+	o.must(testenv.MarkJob(ctx, o.env.Client, client.ObjectKey{Namespace: o.Namespace, Name: name}, batchv1.JobComplete))
+}
+
+// RotateNow asks for a rotation of the ImportJob with the rotate-now annotation, as its
+// owner would.
+func (o *Operator) RotateNow(ctx context.Context, importJob string) {
+	o.t.Helper()
+	j := o.Job(ctx, importJob)
+	patch := client.MergeFrom(j.DeepCopy())
+	metav1.SetMetaDataAnnotation(&j.ObjectMeta, jobtokenv1alpha1.AnnotationRotateNow, time.Now().String())
+	o.must(o.env.Client.Patch(ctx, j, patch))
 }
 
 // KillChain revokes the ImportJob's stored refresh token at the issuer (RFC 7009), as an
