@@ -100,8 +100,10 @@ func NextRotation(in ScheduleInput) Schedule {
 		// the same whole-second deadline and lead as the token's expiry.
 		if chainDeadline := Deadline(in.ChainEndsAt, in.PropagationBudget).Add(-lead); !rotateAt.Before(chainDeadline) {
 			if in.CanRemint {
+				// Jobs whose sessions started together (a batch submitted at once) reach
+				// their maximum together: the jitter spreads their re-mints too.
 				out.Action = ActionRemint
-				rotateAt = chainDeadline
+				rotateAt = chainDeadline.Add(-jitter)
 			}
 		}
 		// After the next refresh, the following token would need the chain to last one

@@ -76,6 +76,12 @@ func TestNextRotation(t *testing.T) {
 			in.ChainEndsAt, in.CanRemint = at(230*time.Second), true
 			return in
 		}, Schedule{RotateAt: at(195 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}},
+		{"re-mints before the wall are spread by the jitter", func() ScheduleInput {
+			in := base(5 * time.Minute)
+			in.ChainEndsAt, in.CanRemint = at(3*time.Minute), true
+			in.Jitter, in.JitterSeed = 0.1, 0.5
+			return in
+		}, Schedule{RotateAt: at(130 * time.Second), Action: ActionRemint, ChainEndsBeforeNext: true}}, // 180s - 30s - 5s - 15s
 		{"a chain end with a fraction of a second counts from the whole second", func() ScheduleInput {
 			in := base(5 * time.Minute)
 			in.ChainEndsAt, in.CanRemint = at(180*time.Second+900*time.Millisecond), true
