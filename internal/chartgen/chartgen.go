@@ -69,11 +69,30 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 
 var namespaceLine = regexp.MustCompile(`(?m)^(\s*)namespace: ` + regexp.QuoteMeta(SourceNamespace) + `$`)
 
+// WatchNamespacesOverlay installs the operator serving listed namespaces only; the
+// chart's watchNamespaces value renders its RBAC instead of config/default's.
+const WatchNamespacesOverlay = "config/watch-namespaces"
+
+func objectKey(o *unstructured.Unstructured) string {
+	return o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+}
+
 // Generate returns the generated chart files (path relative to the chart -> content).
 func Generate(root string) (map[string][]byte, error) {
 	objs, err := Render(root, "config/default")
 	if err != nil {
 		return nil, err
+	}
+	namespaced, err := Render(root, WatchNamespacesOverlay)
+	if err != nil {
+		return nil, err
+	}
+	inOverlay, inDefault := map[string]bool{}, map[string]bool{}
+	for _, o := range namespaced {
+		inOverlay[objectKey(o)] = true
+	}
+	for _, o := range objs {
+		inDefault[objectKey(o)] = true
 	}
 	files := map[string][]byte{}
 	var crds, rbac, policies, workload bytes.Buffer
@@ -100,6 +119,12 @@ func Generate(root string) (map[string][]byte, error) {
 		case "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			buf = &policies
 		case "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding":
+			if !inOverlay[objectKey(o)] {
+				// What the namespaced install leaves out (the cluster-wide binding of
+				// the manager's rules).
+				rbac.WriteString("---\n{{- if not .Values.watchNamespaces }}\n" + text + "{{- end }}\n")
+				continue
+			}
 			buf = &rbac
 		case "PodDisruptionBudget":
 			// A budget of one available pod would block every drain of a single replica.
@@ -113,6 +138,9 @@ func Generate(root string) (map[string][]byte, error) {
 		}
 		buf.WriteString("---\n")
 		buf.WriteString(text)
+	}
+	if err := watchNamespacesRBAC(&rbac, namespaced, inDefault); err != nil {
+		return nil, err
 	}
 	files[Dir+"/crds.yaml"] = []byte(header + "{{- if .Values.crds.install }}\n" +
 		keepCRDs(crds.String()) + "{{- end }}\n")
@@ -147,6 +175,49 @@ func Generate(root string) (map[string][]byte, error) {
 	files[Dir+"/servicemonitor.yaml"] = []byte(header + "{{- if .Values.metrics.serviceMonitor.enabled }}\n" + monitor.String() + "{{- end }}\n")
 	files[Dir+"/prometheusrule.yaml"] = []byte(header + "{{- if .Values.metrics.prometheusRule.enabled }}\n" + rules.String() + "{{- end }}\n")
 	return files, nil
+}
+
+// watchNamespacesRBAC writes the RBAC that config/watch-namespaces adds to
+// config/default, rendered only with the chart's watchNamespaces: its cluster-scoped
+// objects and those in the operator's namespace as they are, and its RoleBinding in a
+// watched namespace once per entry of watchNamespaces.
+func watchNamespacesRBAC(rbac *bytes.Buffer, namespaced []*unstructured.Unstructured, inDefault map[string]bool) error {
+	perNamespace := map[string]bool{}
+	for _, o := range namespaced {
+		if inDefault[objectKey(o)] || slices.Contains(Handwritten, o.GetKind()) {
+			continue
+		}
+		if !slices.Contains([]string{"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}, o.GetKind()) {
+			return fmt.Errorf("%s adds a %s (%s) hack/chartgen does not place", WatchNamespacesOverlay, o.GetKind(), o.GetName())
+		}
+		data, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return err
+		}
+		text := string(data)
+		if strings.Contains(text, "{{") {
+			return fmt.Errorf("%s %s holds {{, which Helm would read as a template", o.GetKind(), o.GetName())
+		}
+		if ns := o.GetNamespace(); ns == "" || ns == SourceNamespace {
+			text = namespaceLine.ReplaceAllString(text, `${1}namespace: {{ include "jobtoken.namespace" . }}`)
+			rbac.WriteString("---\n{{- if .Values.watchNamespaces }}\n" + text + "{{- end }}\n")
+			continue
+		}
+		// One of the overlay's example namespaces: the object is repeated per entry.
+		if perNamespace[o.GetKind()+"/"+o.GetName()] {
+			continue
+		}
+		perNamespace[o.GetKind()+"/"+o.GetName()] = true
+		text = namespaceLine.ReplaceAllString(text, `${1}namespace: {{ include "jobtoken.namespace" $ }}`)
+		own := regexp.MustCompile(`(?m)^  namespace: ` + regexp.QuoteMeta(o.GetNamespace()) + `$`)
+		if !own.MatchString(text) {
+			return fmt.Errorf("%s %s: its namespace line is not where hack/chartgen expects it", o.GetKind(), o.GetName())
+		}
+		text = own.ReplaceAllString(text, "  namespace: {{ . }}")
+		// The operator's own namespace has its binding above.
+		rbac.WriteString("{{- range .Values.watchNamespaces }}\n{{- if ne . (include \"jobtoken.namespace\" $) }}\n---\n" + text + "{{- end }}\n{{- end }}\n")
+	}
+	return nil
 }
 
 // keepCRDs marks the CRDs so that helm uninstall leaves them (and every ImportJob with
