@@ -239,8 +239,6 @@ type scope struct {
 	statusNow bool
 	// requeueAfter is the earliest wake-up any step asked for.
 	requeueAfter time.Duration
-	// stop ends the step list: a step is waiting or the job has ended.
-	stop bool
 }
 
 func (s *scope) wakeIn(d time.Duration) {
@@ -329,12 +327,11 @@ func (r *ImportJobReconciler) reconcileNormal(ctx context.Context, s *scope) (ct
 		r.stepNudgePods,
 		r.stepSchedule,
 	}
+	// A pass ends one way: at the first step that returns an error, which handleError
+	// turns into the result (errPassDone for a step after which nothing is left to do).
 	for _, st := range steps {
 		if err := st(ctx, s); err != nil {
 			return r.handleError(ctx, s, err)
-		}
-		if s.stop {
-			break
 		}
 	}
 	return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
@@ -589,11 +586,10 @@ func (r *ImportJobReconciler) recordOutcome(ctx context.Context, s *scope, o tok
 				Message: fmt.Sprintf("%s; grant %s cannot mint a new pair: submit a new ImportJob or use a ClientCredentials or Password grant", o.Why, s.job.Spec.Credentials.Grant),
 			})
 		}
-		s.stop = true
 		if !rec.ExpiresAt.IsZero() && s.now.Before(rec.ExpiresAt) {
 			s.wakeIn(rec.ExpiresAt.Sub(s.now))
 		}
-		return nil
+		return errPassDone
 	}
 	s.rotated = true
 	st := &s.job.Status
@@ -687,9 +683,6 @@ func (r *ImportJobReconciler) stepRotate(ctx context.Context, s *scope) error {
 	}
 	if err := r.recordOutcome(ctx, s, o); err != nil {
 		return err
-	}
-	if o.Kind == tokenchain.Lost {
-		return nil
 	}
 	return r.clearRotateNow(ctx, s)
 }

@@ -35,15 +35,21 @@ func (r *ImportJobReconciler) reconcileDelete(ctx context.Context, s *scope) (ct
 
 // finish ends a job that is still present: records its phase, revokes its tokens, and
 // releases the finalizer once nothing is left to revoke.
+// Once the job has ended the pass is over: finish returns errPassDone when nothing
+// failed.
 func (r *ImportJobReconciler) finish(ctx context.Context, s *scope, phase jobtokenv1alpha1.ImportJobPhase, reason, msg string) error {
-	s.stop = true
 	s.job.Status.Phase = phase
 	s.job.Status.NextRotationTime = nil
 	done, err := r.revokeAll(ctx, s, reason, msg)
-	if err != nil || !done {
+	if err != nil {
 		return err
 	}
-	return r.releaseFinalizer(ctx, s)
+	if done {
+		if err := r.releaseFinalizer(ctx, s); err != nil {
+			return err
+		}
+	}
+	return errPassDone
 }
 
 func (r *ImportJobReconciler) releaseFinalizer(ctx context.Context, s *scope) error {
@@ -103,7 +109,6 @@ func (r *ImportJobReconciler) revokeAll(ctx context.Context, s *scope, reason, w
 					Type: jobtokenv1alpha1.ConditionReconciling, Status: metav1.ConditionTrue, Reason: reason, Message: msg,
 				})
 				s.wakeIn(wait)
-				s.stop = true
 				return false, nil
 			}
 		}

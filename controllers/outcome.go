@@ -36,11 +36,18 @@ func waiting(reason, msg string, after time.Duration) error {
 	return &stepError{reason: reason, msg: msg, after: after}
 }
 
+// errPassDone ends a pass that has nothing left to do (the job ended, or its chain is
+// lost); the pass is requeued at the earliest wake-up its steps asked for.
+var errPassDone = errors.New("nothing left to do in this pass")
+
 // waitRecheck is how often a waiting ImportJob looks again (issuers also wake it on change).
 const waitRecheck = 30 * time.Second
 
-// handleError sorts a step's error into waiting, terminal and transient, and records it.
+// handleError sorts a step's error into done, waiting, terminal and transient, and records it.
 func (r *ImportJobReconciler) handleError(ctx context.Context, s *scope, err error) (ctrl.Result, error) {
+	if errors.Is(err, errPassDone) {
+		return ctrl.Result{RequeueAfter: s.requeueAfter}, nil
+	}
 	st := &s.job.Status
 	if st.Phase == "" {
 		st.Phase = jobtokenv1alpha1.PhasePending
