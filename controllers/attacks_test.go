@@ -143,7 +143,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	patch := client.MergeFrom(j.DeepCopy())
 	metav1.SetMetaDataAnnotation(&j.ObjectMeta, jobtokenv1alpha1.AnnotationRotateNow, "now")
 	h.must(malloryWithJobs.Patch(h.ctx, j, patch))
-	h.eventually(20*time.Second, "the requested rotation at the real issuer", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the requested rotation at the real issuer", func() bool {
 		return h.getJob(victim.Name).Status.Rotations > rotations
 	})
 

@@ -14,6 +14,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 // TestHangingIssuerDoesNotStarveOthers: one issuer answers discovery but never answers
@@ -81,7 +82,7 @@ func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 		healthy = append(healthy, job)
 	}
 	for _, job := range healthy {
-		h.eventually(30*time.Second, job.Name+" running", func() bool {
+		testenv.Eventually(h.t, 30*time.Second, job.Name+" running", func() bool {
 			return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning
 		})
 	}
@@ -90,7 +91,7 @@ func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 		job.Spec.IssuerRef.Name = "hanging"
 		h.must(env.Client.Create(h.ctx, job))
 	}
-	h.eventually(20*time.Second, "the hanging issuer holding requests", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the hanging issuer holding requests", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return inFlight > 0

@@ -4,7 +4,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -28,6 +27,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -101,7 +101,7 @@ func TestLifecycle(t *testing.T) {
 	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Fraction: fraction, Jitter: "0", PropagationBudget: &metav1.Duration{Duration: budget}}
 	h.must(env.Client.Create(h.ctx, job))
 
-	h.eventually(20*time.Second, "the first token and the Job", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the first token and the Job", func() bool {
 		j := &batchv1.Job{}
 		return env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, j) == nil
 	})
@@ -145,7 +145,7 @@ func TestLifecycle(t *testing.T) {
 	workerSeenAt := map[int64]time.Time{} // first time the worker Secret showed a revision
 	workerScans := map[string]bool{}      // worker Secret revisions the refresh-token scan covered
 	leaks := map[string]bool{}
-	h.eventually(40*time.Second, "5 rotations", func() bool {
+	testenv.Eventually(h.t, 40*time.Second, "5 rotations", func() bool {
 		scanned, found := h.refreshTokenLeaks()
 		for name, rev := range scanned {
 			if name == workerSecretName(job) {
@@ -229,7 +229,7 @@ func TestLifecycle(t *testing.T) {
 
 	// Complete → Succeeded, revoked at the issuer, Secrets and finalizer gone.
 	h.markJob(job.Name, batchv1.JobComplete)
-	h.eventually(20*time.Second, "revocation after completion", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "revocation after completion", func() bool {
 		j := h.getJob(job.Name)
 		return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && conditionTrue(j, jobtokenv1alpha1.ConditionRevoked)
 	})
@@ -240,7 +240,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := h.vaultSecret(job); !apierrors.IsNotFound(err) {
 		t.Errorf("vault Secret not deleted: %v", err)
 	}
-	h.eventually(10*time.Second, "finalizer released", func() bool { return len(h.getJob(job.Name).Finalizers) == 0 })
+	testenv.Eventually(h.t, 10*time.Second, "finalizer released", func() bool { return len(h.getJob(job.Name).Finalizers) == 0 })
 	events := h.events(job.Name)
 	for _, reason := range []string{EventMinted, EventRevoked, EventJobCreated} {
 		if !hasEvent(events, reason) {
@@ -325,9 +325,9 @@ func TestCommitThenDropRemints(t *testing.T) {
 	job := h.runningJob("drop", jobtokenv1alpha1.GrantPassword)
 
 	h.issuer.SetFaults(devissuer.Faults{CommitThenDrop: 1})
-	h.eventually(30*time.Second, "a re-mint after the dropped refresh", func() bool { return h.getJob(job.Name).Status.Remints >= 1 })
+	testenv.Eventually(h.t, 30*time.Second, "a re-mint after the dropped refresh", func() bool { return h.getJob(job.Name).Status.Remints >= 1 })
 	before := h.getJob(job.Name).Status.Rotations
-	h.eventually(30*time.Second, "rotations continuing", func() bool { return h.getJob(job.Name).Status.Rotations >= before+2 })
+	testenv.Eventually(h.t, 30*time.Second, "rotations continuing", func() bool { return h.getJob(job.Name).Status.Rotations >= before+2 })
 	c := h.issuer.Counters()
 	if got := c.FaultsInjected[devissuer.FaultCommitThenDrop]; got != 1 {
 		t.Errorf("the issuer injected %d commit-then-drop faults, want 1: %+v", got, c.FaultsInjected)
@@ -368,12 +368,12 @@ func TestRestartWithMarkerInFlight(t *testing.T) {
 	remintsBefore := job.Status.Remints
 
 	h.startManager(managerOptions{})
-	h.eventually(30*time.Second, "a re-mint after the restart", func() bool { return h.getJob(job.Name).Status.Remints > remintsBefore })
+	testenv.Eventually(h.t, 30*time.Second, "a re-mint after the restart", func() bool { return h.getJob(job.Name).Status.Remints > remintsBefore })
 	vs, _ = h.vaultSecret(job)
 	if string(vs.Data[tokenchain.KeyInFlight]) != "" {
 		t.Errorf("marker still set after recovery")
 	}
-	h.eventually(20*time.Second, "rotations after recovery", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	testenv.Eventually(h.t, 20*time.Second, "rotations after recovery", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
 	// Replaying oldRefresh would have counted as reuse at the issuer.
 	h.assertNoReuse()
 }
@@ -384,7 +384,7 @@ func TestSessionMaximumRemint(t *testing.T) {
 	h.startManager(managerOptions{})
 	job := h.importJob("sessionmax", jobtokenv1alpha1.GrantPassword)
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(40*time.Second, "two re-mints before session maxima", func() bool { return h.getJob(job.Name).Status.Remints >= 2 })
+	testenv.Eventually(h.t, 40*time.Second, "two re-mints before session maxima", func() bool { return h.getJob(job.Name).Status.Remints >= 2 })
 	if c := h.issuer.Counters(); c.SessionMaxEnded != 0 {
 		t.Errorf("the operator refreshed into the session maximum %d times", c.SessionMaxEnded)
 	}
@@ -409,7 +409,7 @@ func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
 	job := h.importJob("handover", jobtokenv1alpha1.GrantRefreshToken)
 	job.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	testenv.Eventually(h.t, 20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
 	in := &corev1.Secret{}
 	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "handover"}, in))
 	if _, ok := in.Data["refresh_token"]; ok || string(in.Data["keep"]) != "x" {
@@ -417,7 +417,7 @@ func TestSessionMaximumWarnsWithoutRemint(t *testing.T) {
 	}
 	var warnedAt time.Time
 	var sessionEnd time.Time
-	h.eventually(20*time.Second, "SessionExpiring", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "SessionExpiring", func() bool {
 		j := h.getJob(job.Name)
 		if conditionTrue(j, jobtokenv1alpha1.ConditionSessionExpiring) {
 			warnedAt = time.Now()
@@ -466,7 +466,7 @@ func TestIssuerOutage(t *testing.T) {
 	before := tokenRequestCount(h.issuer.Counters())
 	h.issuer.SetFaults(devissuer.Faults{Down: true})
 	outageStart := time.Now()
-	h.eventually(3*ttl, "TokenRefreshFailed", func() bool {
+	testenv.Eventually(h.t, 3*ttl, "TokenRefreshFailed", func() bool {
 		return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionTokenRefreshFailed)
 	})
 	time.Sleep(time.Until(outageStart.Add(3 * ttl)))
@@ -482,7 +482,7 @@ func TestIssuerOutage(t *testing.T) {
 	}
 	h.issuer.SetFaults(devissuer.Faults{})
 	rotationsBefore := job.Status.Rotations
-	h.eventually(20*time.Second, "recovery", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "recovery", func() bool {
 		j := h.getJob(job.Name)
 		return j.Status.Rotations > rotationsBefore && !conditionTrue(j, jobtokenv1alpha1.ConditionTokenRefreshFailed) &&
 			conditionTrue(j, jobtokenv1alpha1.ConditionReady) && j.Status.FailedRotationAttempts == 0
@@ -518,7 +518,7 @@ func TestDeleteRevokes(t *testing.T) {
 	}
 	before := h.issuer.Counters()
 	h.must(env.Client.Delete(h.ctx, job))
-	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the ImportJob gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 	})
 	h.assertRevoked(before, devissuer.ReasonRevoked)
@@ -532,7 +532,7 @@ func TestDeleteRevokes(t *testing.T) {
 	h.issuer.SetFaults(devissuer.Faults{Down: true})
 	start := time.Now()
 	h.must(env.Client.Delete(h.ctx, job2))
-	h.eventually(revocationBudget+15*time.Second, "the finalizer released despite the issuer being down", func() bool {
+	testenv.Eventually(h.t, revocationBudget+15*time.Second, "the finalizer released despite the issuer being down", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job2), &jobtokenv1alpha1.ImportJob{}))
 	})
 	took := time.Since(start)
@@ -561,7 +561,7 @@ func TestTwoManagers(t *testing.T) {
 		"b": h.startManager(managerOptions{leaderElection: true, name: "b"}),
 	}
 	var leader, follower string
-	h.eventually(20*time.Second, "one leader", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "one leader", func() bool {
 		var elected, waiting []string
 		for name, m := range managers {
 			select {
@@ -585,7 +585,7 @@ func TestTwoManagers(t *testing.T) {
 	h.must(env.Client.Create(h.ctx, job))
 	// Stop the leader right after a rotation (the status is its last write), so that no
 	// refresh is under way.
-	h.eventually(40*time.Second, "2 rotations by the first leader", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	testenv.Eventually(h.t, 40*time.Second, "2 rotations by the first leader", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
 	select {
 	case <-managers[follower].elected:
 		t.Fatalf("both managers lead at once")
@@ -602,7 +602,7 @@ func TestTwoManagers(t *testing.T) {
 	if now := h.leaseHolder(); now == "" || now == holder {
 		t.Errorf("the lease did not change hands: holder %q before, %q after", holder, now)
 	}
-	h.eventually(30*time.Second, "2 rotations by the new leader", func() bool { return h.getJob(job.Name).Status.Rotations >= rotationsBefore+2 })
+	testenv.Eventually(h.t, 30*time.Second, "2 rotations by the new leader", func() bool { return h.getJob(job.Name).Status.Rotations >= rotationsBefore+2 })
 
 	// A quiet point: with both managers stopped, each persisted refresh must match one
 	// refresh at the issuer.
@@ -632,7 +632,7 @@ func TestKubectlDescribe(t *testing.T) {
 	h.startManager(managerOptions{})
 	job := h.importJob("described", jobtokenv1alpha1.GrantClientCredentials)
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "a rotation", func() bool { return h.getJob(job.Name).Status.Rotations >= 1 })
+	testenv.Eventually(h.t, 20*time.Second, "a rotation", func() bool { return h.getJob(job.Name).Status.Rotations >= 1 })
 
 	user, err := env.AddUser(envtest.User{Name: "describe", Groups: []string{"system:masters"}}, nil)
 	h.must(err)
@@ -667,7 +667,7 @@ func TestRotateAtOnce(t *testing.T) {
 
 	newKid := h.issuer.RotateSigningKey()
 	start := time.Now()
-	h.eventually(10*time.Second, "rotation after the key change", func() bool {
+	testenv.Eventually(h.t, 10*time.Second, "rotation after the key change", func() bool {
 		j := h.getJob(job.Name)
 		return j.Status.Rotations >= 1 && j.Status.TokenKeyID == newKid
 	})
@@ -684,7 +684,7 @@ func TestRotateAtOnce(t *testing.T) {
 	}
 	j.Annotations[jobtokenv1alpha1.AnnotationRotateNow] = "please"
 	h.must(env.Client.Patch(h.ctx, j, patch))
-	h.eventually(10*time.Second, "rotation on request and the annotation removed", func() bool {
+	testenv.Eventually(h.t, 10*time.Second, "rotation on request and the annotation removed", func() bool {
 		j := h.getJob(job.Name)
 		_, still := j.Annotations[jobtokenv1alpha1.AnnotationRotateNow]
 		return j.Status.Rotations >= 2 && !still
@@ -711,11 +711,11 @@ func TestNudgePods(t *testing.T) {
 	job := h.importJob("nudge", jobtokenv1alpha1.GrantPassword)
 	h.must(env.Client.Create(h.ctx, job))
 	bj := &batchv1.Job{}
-	h.eventually(20*time.Second, "the Job", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the Job", func() bool {
 		return env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: job.Name}, bj) == nil
 	})
 	pod := h.createPod(bj, "nudge-worker-0")
-	h.eventually(20*time.Second, "the pod annotated with a later revision", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the pod annotated with a later revision", func() bool {
 		p := &corev1.Pod{}
 		h.must(env.Client.Get(h.ctx, client.ObjectKeyFromObject(pod), p))
 		j := h.getJob(job.Name)
@@ -731,7 +731,7 @@ func TestRefusedAndWaiting(t *testing.T) {
 	bad := h.importJob("subpath", jobtokenv1alpha1.GrantClientCredentials)
 	bad.Spec.Template.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "jobtoken", MountPath: "/t", SubPath: "access_token"}}
 	h.must(env.Client.Create(h.ctx, bad))
-	h.eventually(15*time.Second, "Stalled", func() bool {
+	testenv.Eventually(h.t, 15*time.Second, "Stalled", func() bool {
 		j := h.getJob(bad.Name)
 		c := meta.FindStatusCondition(j.Status.Conditions, jobtokenv1alpha1.ConditionStalled)
 		return c != nil && c.Status == "True" && strings.Contains(c.Message, "volumeMounts") && strings.Contains(c.Message, "subPath")
@@ -743,7 +743,7 @@ func TestRefusedAndWaiting(t *testing.T) {
 	waitJob := h.importJob("no-issuer", jobtokenv1alpha1.GrantClientCredentials)
 	waitJob.Spec.IssuerRef.Name = "missing"
 	h.must(env.Client.Create(h.ctx, waitJob))
-	h.eventually(15*time.Second, "waiting for the issuer", func() bool {
+	testenv.Eventually(h.t, 15*time.Second, "waiting for the issuer", func() bool {
 		c := meta.FindStatusCondition(h.getJob(waitJob.Name).Status.Conditions, jobtokenv1alpha1.ConditionReconciling)
 		return c != nil && c.Reason == jobtokenv1alpha1.ReasonIssuerNotFound
 	})
@@ -774,7 +774,7 @@ func TestOrphanSweep(t *testing.T) {
 	job.Finalizers = nil
 	h.must(env.Client.Update(h.ctx, job))
 	h.must(env.Client.Delete(h.ctx, job))
-	h.eventually(10*time.Second, "the ImportJob gone", func() bool {
+	testenv.Eventually(h.t, 10*time.Second, "the ImportJob gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 	})
 	if !h.issuer.Active(refresh) {
@@ -783,7 +783,7 @@ func TestOrphanSweep(t *testing.T) {
 	before := h.issuer.Counters()
 
 	h.startManager(managerOptions{})
-	h.eventually(20*time.Second, "the orphaned vault Secret deleted", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the orphaned vault Secret deleted", func() bool {
 		_, err := h.vaultSecret(job)
 		return apierrors.IsNotFound(err)
 	})
@@ -809,7 +809,7 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 		SubjectTokenType:      "urn:ietf:params:oauth:token-type:access_token",
 	}
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	testenv.Eventually(h.t, 20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
 	in := &corev1.Secret{}
 	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "submitter"}, in))
 	if _, ok := in.Data["token"]; ok {
@@ -829,7 +829,7 @@ func TestTokenExchangeLeavesTheUserAlone(t *testing.T) {
 	}
 	before := h.issuer.Counters()
 	h.markJob(job.Name, batchv1.JobComplete)
-	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
+	testenv.Eventually(h.t, 20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
 	if h.issuer.Active(jobAccess) || h.issuer.Active(jobRefresh) {
 		t.Errorf("the job's tokens are still active")
 	}
@@ -849,23 +849,15 @@ func tokenRequest(t *testing.T, h *harness, form url.Values) (access, refresh st
 	return tokenRequestAs(t, h, clientID, clientSecret, form)
 }
 
-// tokenRequestAs asks the harness issuer for tokens as the given OAuth client.
+// tokenRequestAs asks the harness issuer for tokens as the given OAuth client; a refusal
+// gives empty tokens.
 func tokenRequestAs(t *testing.T, h *harness, client, secret string, form url.Values) (access, refresh string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.issuer.URL()+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(client, secret)
-	resp, err := http.DefaultClient.Do(req)
+	access, refresh, err := testenv.TokenRequest(h.ctx, h.issuer.URL(), client, secret, form)
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("token request: %v", err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	return body.AccessToken, body.RefreshToken
+	return access, refresh
 }
 
 // refreshAtIssuer redeems a refresh token directly, as a lost request did.
@@ -897,13 +889,13 @@ func TestCredentialsLost(t *testing.T) {
 	job := h.importJob("lost", jobtokenv1alpha1.GrantRefreshToken)
 	job.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	testenv.Eventually(h.t, 20*time.Second, "running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
 
 	// The user's logout ends the session the handed-over chain belongs to.
 	if n := h.issuer.LogoutUser(userName); n == 0 {
 		t.Fatal("the logout ended no session: the test would prove nothing")
 	}
-	h.eventually(20*time.Second, "CredentialsLost", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "CredentialsLost", func() bool {
 		return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionCredentialsLost)
 	})
 	requests := tokenRequestCount(h.issuer.Counters())
@@ -939,7 +931,7 @@ func TestFOLIOIssuer(t *testing.T) {
 	job := h.importJob("folio", jobtokenv1alpha1.GrantPassword)
 	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(30*time.Second, "2 rotations through /authn/refresh", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
+	testenv.Eventually(h.t, 30*time.Second, "2 rotations through /authn/refresh", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
 	ws, err := h.workerSecret(job)
 	h.must(err)
 	if !resourceAccepts(t, h, string(ws.Data[jobtokenv1alpha1.KeyAccessToken])) {
@@ -956,7 +948,7 @@ func TestFOLIOIssuer(t *testing.T) {
 	}
 	before := h.issuer.Counters()
 	h.markJob(job.Name, batchv1.JobComplete)
-	h.eventually(20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
+	testenv.Eventually(h.t, 20*time.Second, "revoked", func() bool { return conditionTrue(h.getJob(job.Name), jobtokenv1alpha1.ConditionRevoked) })
 	h.assertRevoked(before, devissuer.ReasonLogout)
 	h.assertNoReuse()
 }

@@ -107,7 +107,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 	}
 
 	for _, job := range jobs {
-		h.eventually(30*time.Second, job.Name+" running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+		testenv.Eventually(h.t, 30*time.Second, job.Name+" running", func() bool { return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
 		ws, err := h.workerSecret(job)
 		h.must(err)
 		if !resourceAccepts(t, h, string(ws.Data[jobtokenv1alpha1.KeyAccessToken])) {
@@ -121,7 +121,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 		h.must(tenant.Patch(h.ctx, j, patch))
 	}
 	for _, job := range jobs {
-		h.eventually(30*time.Second, job.Name+" rotated on request", func() bool { return h.getJob(job.Name).Status.Rotations >= 1 })
+		testenv.Eventually(h.t, 30*time.Second, job.Name+" rotated on request", func() bool { return h.getJob(job.Name).Status.Rotations >= 1 })
 		if j := h.getJob(job.Name); conditionTrue(j, jobtokenv1alpha1.ConditionStalled) || !conditionTrue(j, jobtokenv1alpha1.ConditionReady) {
 			t.Errorf("%s is not Ready after its rotation: %+v", job.Name, j.Status.Conditions)
 		}
@@ -157,7 +157,7 @@ func TestTenantRunsEverySample(t *testing.T) {
 		h.markJob(job.Name, batchv1.JobComplete)
 	}
 	for _, job := range jobs {
-		h.eventually(30*time.Second, job.Name+" succeeded and revoked", func() bool {
+		testenv.Eventually(h.t, 30*time.Second, job.Name+" succeeded and revoked", func() bool {
 			j := h.getJob(job.Name)
 			return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && conditionTrue(j, jobtokenv1alpha1.ConditionRevoked)
 		})

@@ -238,7 +238,7 @@ func (h *harness) runningJob(name string, grant jobtokenv1alpha1.GrantType) *job
 	h.t.Helper()
 	job := h.importJob(name, grant)
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, name+" running", func() bool { return h.getJob(name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	testenv.Eventually(h.t, 20*time.Second, name+" running", func() bool { return h.getJob(name).Status.Phase == jobtokenv1alpha1.PhaseRunning })
 	return h.getJob(name)
 }
 
@@ -272,21 +272,6 @@ func (h *harness) getJob(name string) *jobtokenv1alpha1.ImportJob {
 	return job
 }
 
-// eventually polls cond every 100ms until it holds or the timeout passes.
-func (h *harness) eventually(timeout time.Duration, what string, cond func() bool) {
-	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func conditionTrue(job *jobtokenv1alpha1.ImportJob, t string) bool {
 	return meta.IsStatusConditionTrue(job.Status.Conditions, t)
 }
@@ -306,38 +291,13 @@ func (h *harness) vaultSecret(job *jobtokenv1alpha1.ImportJob) (*corev1.Secret, 
 // markJob sets the batch Job's terminal condition, as the job controller would.
 func (h *harness) markJob(name string, t batchv1.JobConditionType) {
 	h.t.Helper()
-	j := &batchv1.Job{}
-	h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, j))
-	now := metav1.Now()
-	if j.Status.StartTime == nil {
-		j.Status.StartTime = &now
-	}
-	conds := []batchv1.JobCondition{}
-	switch t {
-	case batchv1.JobComplete:
-		conds = append(conds, batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-			batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now})
-		j.Status.CompletionTime = &now
-		j.Status.Succeeded = 1
-	case batchv1.JobFailed:
-		conds = append(conds, batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "BackoffLimitExceeded"},
-			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "BackoffLimitExceeded"})
-		j.Status.Failed = 1
-	}
-	j.Status.Conditions = conds
-	h.must(env.Client.Status().Update(h.ctx, j))
+	h.must(testenv.MarkJob(h.ctx, env.Client, client.ObjectKey{Namespace: h.ns, Name: name}, t))
 }
 
 // createPod adds a running pod of the batch Job, as the job controller would.
 func (h *harness) createPod(job *batchv1.Job, name string) *corev1.Pod {
 	h.t.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: h.ns, Name: name, Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
-		},
-		Spec: *job.Spec.Template.Spec.DeepCopy(),
-	}
+	pod := testenv.WorkerPod(job, name)
 	h.must(env.Client.Create(h.ctx, pod))
 	return pod
 }

@@ -24,6 +24,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -117,7 +118,7 @@ func TestIssuerSwappedGetsNoToken(t *testing.T) {
 	}{
 		{"re-created under its name", func(h *harness, first *jobtokenv1alpha1.TokenIssuer, other *recordingIssuer) []string {
 			h.must(env.Client.Delete(h.ctx, first))
-			h.eventually(10*time.Second, "the first issuer gone", func() bool {
+			testenv.Eventually(h.t, 10*time.Second, "the first issuer gone", func() bool {
 				return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), &jobtokenv1alpha1.TokenIssuer{}))
 			})
 			second := &jobtokenv1alpha1.TokenIssuer{
@@ -150,7 +151,7 @@ func TestIssuerSwappedGetsNoToken(t *testing.T) {
 			h.must(env.Client.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "dev"}, first))
 			other := newRecordingIssuer(t)
 			want := tc.swap(h, first, other)
-			h.eventually(20*time.Second, "the swapped issuer ready", func() bool {
+			testenv.Eventually(h.t, 20*time.Second, "the swapped issuer ready", func() bool {
 				ti := &jobtokenv1alpha1.TokenIssuer{}
 				return env.Client.Get(h.ctx, client.ObjectKeyFromObject(first), ti) == nil &&
 					ti.Spec.OAuth2.IssuerURL == other.srv.URL &&
@@ -160,7 +161,7 @@ func TestIssuerSwappedGetsNoToken(t *testing.T) {
 
 			h.requestRotation(job.Name)
 			tokens := h.issuer.Issued().All()
-			h.eventually(20*time.Second, "the job stalled or a token sent to the other server", func() bool {
+			testenv.Eventually(h.t, 20*time.Second, "the job stalled or a token sent to the other server", func() bool {
 				return stalledWith(h.getJob(job.Name), "IssuerChanged") != nil || len(other.received(tokens)) > 0
 			})
 			if got := other.received(tokens); len(got) > 0 {
@@ -182,7 +183,7 @@ func TestIssuerSwappedGetsNoToken(t *testing.T) {
 			}
 
 			h.must(env.Client.Delete(h.ctx, job))
-			h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+			testenv.Eventually(h.t, 20*time.Second, "the ImportJob gone", func() bool {
 				return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 			})
 			if got := other.received(h.issuer.Issued().All()); len(got) > 0 {
@@ -218,7 +219,7 @@ func TestWorkerSecretNameTaken(t *testing.T) {
 			t.Fatalf("%s: the existing Secret was taken over: keys %v, owners %v, labels %v", what, keysOf(s.Data), s.OwnerReferences, s.Labels)
 		}
 	}
-	h.eventually(20*time.Second, "the job stalled or the Secret written", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the job stalled or the Secret written", func() bool {
 		s := &corev1.Secret{}
 		return stalledWith(h.getJob(job.Name), "NameConflict") != nil ||
 			(env.Client.Get(h.ctx, client.ObjectKeyFromObject(theirs), s) == nil && len(s.Data) != 1)
@@ -230,7 +231,7 @@ func TestWorkerSecretNameTaken(t *testing.T) {
 	}
 
 	h.must(env.Client.Delete(h.ctx, job))
-	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the ImportJob gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 	})
 	unchanged("after the job was deleted")
@@ -252,7 +253,7 @@ func TestBatchJobNameTaken(t *testing.T) {
 	job := h.importJob("taken", jobtokenv1alpha1.GrantPassword)
 	h.must(env.Client.Create(h.ctx, job))
 
-	h.eventually(20*time.Second, "the job stalled or running", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the job stalled or running", func() bool {
 		j := h.getJob(job.Name)
 		return stalledWith(j, "NameConflict") != nil || j.Status.Phase == jobtokenv1alpha1.PhaseRunning
 	})
@@ -266,7 +267,7 @@ func TestBatchJobNameTaken(t *testing.T) {
 	}
 
 	h.must(env.Client.Delete(h.ctx, job))
-	h.eventually(20*time.Second, "the ImportJob gone", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the ImportJob gone", func() bool {
 		return apierrors.IsNotFound(env.Client.Get(h.ctx, client.ObjectKeyFromObject(job), &jobtokenv1alpha1.ImportJob{}))
 	})
 	got := &batchv1.Job{}
@@ -308,7 +309,7 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	h.must(env.Client.Create(h.ctx, thief))
 
 	var msg string
-	h.eventually(20*time.Second, "the cluster issuer refusing the chain Secret", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the cluster issuer refusing the chain Secret", func() bool {
 		got := &jobtokenv1alpha1.ClusterTokenIssuer{}
 		if env.Client.Get(h.ctx, client.ObjectKeyFromObject(cti), got) != nil {
 			return false
@@ -382,7 +383,7 @@ func TestClusterIssuerServesOnlyWhatItAllows(t *testing.T) {
 	allowed := onShared(h.importJob("allowed", jobtokenv1alpha1.GrantPassword))
 	allowed.Spec.Credentials.Scopes = []string{"import"}
 	h.must(env.Client.Create(h.ctx, allowed))
-	h.eventually(30*time.Second, "the allowed job running", func() bool {
+	testenv.Eventually(h.t, 30*time.Second, "the allowed job running", func() bool {
 		return h.getJob(allowed.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning
 	})
 	before := h.issuer.Counters()
@@ -408,7 +409,7 @@ func TestClusterIssuerServesOnlyWhatItAllows(t *testing.T) {
 	}
 	for _, r := range refused {
 		got := &jobtokenv1alpha1.ImportJob{}
-		h.eventually(20*time.Second, r.job.Name+" stalled", func() bool {
+		testenv.Eventually(h.t, 20*time.Second, r.job.Name+" stalled", func() bool {
 			return env.Client.Get(h.ctx, client.ObjectKeyFromObject(r.job), got) == nil &&
 				stalledWith(got, jobtokenv1alpha1.ReasonIssuerNotAllowed) != nil
 		})

@@ -18,6 +18,7 @@ import (
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 // TestIssuerTransport: an issuer behind a private CA serves jobs once its CA bundle is
@@ -73,7 +74,7 @@ func TestIssuerTransport(t *testing.T) {
 	}
 	waitReady := func(name string, want metav1.ConditionStatus, reason string, msgHas ...string) {
 		t.Helper()
-		h.eventually(20*time.Second, name+" Ready="+string(want), func() bool {
+		testenv.Eventually(h.t, 20*time.Second, name+" Ready="+string(want), func() bool {
 			c := readyCond(name, jobtokenv1alpha1.ConditionReady)
 			return c != nil && c.Status == want && (reason == "" || c.Reason == reason)
 		})
@@ -97,7 +98,7 @@ func TestIssuerTransport(t *testing.T) {
 	job := h.importJob("through-private-ca", jobtokenv1alpha1.GrantClientCredentials)
 	job.Spec.IssuerRef.Name = "private-ca"
 	h.must(env.Client.Create(h.ctx, job))
-	h.eventually(20*time.Second, "the job on the private-CA issuer running", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "the job on the private-CA issuer running", func() bool {
 		return h.getJob(job.Name).Status.Phase == jobtokenv1alpha1.PhaseRunning
 	})
 	if tokenRequests.Load() == tokensBefore {
@@ -105,11 +106,11 @@ func TestIssuerTransport(t *testing.T) {
 	}
 
 	// The harness issuer allows plain http: it says so in a condition and a Warning event.
-	h.eventually(20*time.Second, "InsecureTransport on the plain-http issuer", func() bool {
+	testenv.Eventually(h.t, 20*time.Second, "InsecureTransport on the plain-http issuer", func() bool {
 		c := readyCond("dev", jobtokenv1alpha1.ConditionInsecureTransport)
 		return c != nil && c.Status == metav1.ConditionTrue && c.Reason == jobtokenv1alpha1.ReasonPlainHTTPAllowed
 	})
-	h.eventually(10*time.Second, "the PlainHTTPAllowed event", func() bool {
+	testenv.Eventually(h.t, 10*time.Second, "the PlainHTTPAllowed event", func() bool {
 		return hasEvent(h.events("dev"), jobtokenv1alpha1.ReasonPlainHTTPAllowed)
 	})
 	// Turning it off removes the condition and refuses the issuer.

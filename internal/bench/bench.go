@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/jobtoken/jobtoken/internal/harness"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 	"io"
 	"os"
 	"path/filepath"
@@ -261,7 +262,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		var d time.Duration
-		if err := harness.Poll(ctx, time.Minute, 2*time.Millisecond, func() bool {
+		if err := testenv.Poll(ctx, time.Minute, 2*time.Millisecond, func() bool {
 			var ok bool
 			d, ok = tracker.Ready(job.Namespace, job.Name)
 			return ok
@@ -302,7 +303,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		timeout := max(5*time.Minute, time.Duration(n)*200*time.Millisecond)
-		if err := harness.Poll(ctx, timeout, 200*time.Millisecond, func() bool { return tracker.ReadyCount() >= o.Jobs }); err != nil {
+		if err := testenv.Poll(ctx, timeout, 200*time.Millisecond, func() bool { return tracker.ReadyCount() >= o.Jobs }); err != nil {
 			return nil, fmt.Errorf("only %d of %d ImportJobs got a credential: %w", tracker.ReadyCount(), o.Jobs, err)
 		}
 		var bulk []time.Duration
@@ -320,7 +321,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	if o.Warmup > 0 {
 		say("warm-up %s", o.Warmup)
-		if err := sleep(ctx, o.Warmup); err != nil {
+		if err := testenv.Sleep(ctx, o.Warmup); err != nil {
 			return nil, err
 		}
 	}
@@ -341,7 +342,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Profile {
 		go func() {
 			defer close(profDone)
-			_ = sleep(ctx, o.Steady/4)
+			_ = testenv.Sleep(ctx, o.Steady/4)
 			p := filepath.Join(o.WorkDir, "steady-cpu.pprof")
 			if err := mc.CPUProfile(min(30*time.Second, o.Steady/2), p); err == nil {
 				res.Profiles = append(res.Profiles, p)
@@ -350,7 +351,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	} else {
 		close(profDone)
 	}
-	if err := sleep(ctx, o.Steady); err != nil {
+	if err := testenv.Sleep(ctx, o.Steady); err != nil {
 		return nil, err
 	}
 	<-profDone
@@ -439,7 +440,7 @@ func (res *Result) noop(ctx context.Context, c client.Client, mc *harness.Manage
 	}
 	want := s0.Metrics["controller_runtime_reconcile_total"] + float64(len(poke))
 	var s1 harness.ManagerStats
-	_ = harness.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() bool {
+	_ = testenv.Poll(ctx, 20*time.Second, 200*time.Millisecond, func() bool {
 		s1, err = mc.Stats(false)
 		return err == nil && s1.Metrics["controller_runtime_reconcile_total"] >= want
 	})
@@ -480,7 +481,7 @@ func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Int
 	res.FloorLoaded = floor
 	say("  floor with %d jobs' objects: serial %.0f writes/s, %d writers %.0f writes/s", o.Jobs, floor.Serial.PerSec, conc, floor.Concurrent.PerSec)
 	if rest := pause - time.Since(paused); rest > 0 {
-		if err := sleep(ctx, rest); err != nil {
+		if err := testenv.Sleep(ctx, rest); err != nil {
 			_ = mgr.Signal(syscall.SIGCONT)
 			return err
 		}
@@ -519,7 +520,7 @@ func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Int
 	timeout := max(5*time.Minute, time.Duration(o.Jobs)*100*time.Millisecond)
 	var n int
 	var last time.Time
-	err = harness.Poll(ctx, timeout, 50*time.Millisecond, func() bool {
+	err = testenv.Poll(ctx, timeout, 50*time.Millisecond, func() bool {
 		n, last = tracker.RotatedSince(paused)
 		return n >= o.Jobs
 	})
@@ -572,17 +573,6 @@ func diffCPU(a, b map[string]float64) map[string]float64 {
 		out[k] = v - a[k]
 	}
 	return out
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

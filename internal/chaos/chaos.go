@@ -32,6 +32,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
 	"github.com/jobtoken/jobtoken/internal/harness"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -310,7 +311,7 @@ func (s *scenario) createJobs(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := harness.Poll(ctx, 3*time.Minute, 200*time.Millisecond, func() bool { return s.tracker.ReadyCount() >= s.n }); err != nil {
+	if err := testenv.Poll(ctx, 3*time.Minute, 200*time.Millisecond, func() bool { return s.tracker.ReadyCount() >= s.n }); err != nil {
 		return fmt.Errorf("only %d of %d jobs got a credential: %w", s.tracker.ReadyCount(), s.n, err)
 	}
 	return nil
@@ -420,7 +421,7 @@ func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, e
 			return held, nil
 		}
 		resume()
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := testenv.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -474,7 +475,7 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 	if err := harness.MarkJobsComplete(ctx, s.r.cl.Client, s.keys, 8); err != nil {
 		return err
 	}
-	_ = harness.Poll(ctx, 3*time.Minute, 500*time.Millisecond, func() bool {
+	_ = testenv.Poll(ctx, 3*time.Minute, 500*time.Millisecond, func() bool {
 		c.Revoked = 0
 		for _, k := range s.keys {
 			job := &jobtokenv1alpha1.ImportJob{}
@@ -484,7 +485,7 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 		}
 		return c.Revoked == s.n
 	})
-	_ = harness.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
+	_ = testenv.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
 		vs, err := s.vaults(ctx)
 		c.VaultLeft = len(vs)
 		return err == nil && len(vs) == 0
@@ -535,7 +536,7 @@ func (r *runner) soak(ctx context.Context) (*Soak, error) {
 		if next.After(end) {
 			next = end
 		}
-		if err := sleepUntil(ctx, next); err != nil {
+		if err := testenv.Sleep(ctx, time.Until(next)); err != nil {
 			return nil, err
 		}
 		if !time.Now().Before(end) {
@@ -556,11 +557,18 @@ func (r *runner) soak(ctx context.Context) (*Soak, error) {
 	if err := s.writeTimeline(from); err != nil {
 		return nil, err
 	}
-	settle := 2 * o.SoakTTL
-	r.say("  %d kills; settling for %s without kills", res.Kills, settle)
-	if err := sleep(ctx, settle); err != nil {
+	// Settled once every job holds a token received after the last kill, so that a
+	// rotation the kill delayed is in the window; two token lifetimes at the most.
+	settleFrom := from
+	if len(s.kills) > 0 {
+		settleFrom = s.kills[len(s.kills)-1]
+	}
+	settleStart := time.Now()
+	_ = testenv.Poll(ctx, 2*o.SoakTTL, 200*time.Millisecond, func() bool { n, _ := s.tracker.RotatedSince(settleFrom); return n >= o.Jobs })
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r.say("  %d kills; settled without kills in %s", res.Kills, time.Since(settleStart).Round(100*time.Millisecond))
 	if err := s.finish(ctx, &res.Common, from, time.Now()); err != nil {
 		return nil, err
 	}
@@ -586,14 +594,14 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	if err := s.createJobs(ctx); err != nil {
 		return nil, err
 	}
-	if err := sleep(ctx, o.OutageTTL); err != nil {
+	if err := testenv.Sleep(ctx, o.OutageTTL); err != nil {
 		return nil, err
 	}
 	res := &Outage{}
 	from := time.Now()
 	drops := max(o.OutageJobs/10, 1)
 	s.iss.SetFaults(devissuer.Faults{CommitThenDrop: drops, ErrorRate: 0.5})
-	_ = harness.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
+	_ = testenv.Poll(ctx, o.OutageTTL, 20*time.Millisecond, func() bool { return s.iss.CurrentFaults().CommitThenDrop == 0 })
 	// Counted by the issuer, not from the fault budget: a budget that was never applied
 	// must not read as drops that happened.
 	res.Dropped = s.iss.Counters().TokenRequests[devissuer.GrantKeyRefreshToken][devissuer.ResultDropped]
@@ -601,7 +609,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	downAt := time.Now()
 	res.Dying = downAt.Sub(from)
 	r.say("  %d refreshes committed and dropped in %s; issuer down", res.Dropped, res.Dying.Round(time.Millisecond))
-	if err := sleep(ctx, down); err != nil {
+	if err := testenv.Sleep(ctx, down); err != nil {
 		return nil, err
 	}
 	s.iss.SetFaults(devissuer.Faults{})
@@ -616,7 +624,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	res.RequestsPerJobBound = 3 + log2(o.OutageTTL.Seconds()) + 2*res.Outage.Seconds()/o.OutageTTL.Seconds()
 	res.PeakRate = s.iss.PeakTokenRate(from, upAt)
 	r.say("  issuer back after %s: %.1f token requests per job during the outage (peak %d/s)", res.Outage.Round(time.Second), res.RequestsPerJob, res.PeakRate)
-	err = harness.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
+	err = testenv.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
 		n, _ := s.tracker.RotatedSince(upAt)
 		return n >= o.OutageJobs && s.tracker.ValidCount(time.Now()) >= o.OutageJobs
 	})
@@ -624,11 +632,15 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	res.RecoveryTime = time.Since(upAt)
 	res.RecoverPeak = s.iss.PeakTokenRate(upAt, time.Now())
 	r.say("  every job held a fresh token %s after the issuer came back (peak %d requests/s)", res.RecoveryTime.Round(100*time.Millisecond), res.RecoverPeak)
-	if err := sleep(ctx, 2*o.OutageTTL); err != nil {
+	// Misses during the outage are unavoidable: they are counted after recovery only, over
+	// the next rotation of every job (where a herd of recovered jobs would show), two
+	// token lifetimes at the most.
+	measuredFrom := upAt.Add(res.RecoveryTime)
+	_ = testenv.Poll(ctx, 2*o.OutageTTL, 200*time.Millisecond, func() bool { n, _ := s.tracker.RotatedSince(measuredFrom); return n >= o.OutageJobs })
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// Misses during the outage are unavoidable: they are counted after recovery only.
-	measuredFrom, measuredTo := upAt.Add(res.RecoveryTime), time.Now()
+	measuredTo := time.Now()
 	after := s.tracker.Rotations(measuredFrom, measuredTo)
 	res.SteadyPeak = harness.PeakPerSecond(after)
 	r.say("  after recovery: %d rotations, at most %d within one second", len(after), res.SteadyPeak)
@@ -668,7 +680,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 	from := time.Now()
 	actions := []string{"SIGTERM", "SIGKILL", "SIGSTOP"}
 	for round := range o.ReplicaRounds {
-		if err := sleep(ctx, o.ReplicaPeriod); err != nil {
+		if err := testenv.Sleep(ctx, o.ReplicaPeriod); err != nil {
 			return nil, err
 		}
 		leader, err := s.leader(ctx)
@@ -690,7 +702,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 		case "SIGSTOP":
 			_ = p.Signal(syscall.SIGSTOP)
 			// Past the lease: the other replica takes over while this one is frozen.
-			_ = sleep(ctx, 6*time.Second)
+			_ = testenv.Sleep(ctx, 6*time.Second)
 			_ = p.Signal(syscall.SIGCONT)
 			// Woken, it finds its lease lost and exits; a Deployment would restart it.
 			select {
@@ -718,7 +730,11 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 		res.RoundsBy[action]++
 		r.say("  round %d: %s", len(res.Rounds), desc)
 	}
-	if err := sleep(ctx, 2*o.ReplicaTTL); err != nil {
+	// The window ends once every job holds a token received after the last disturbance,
+	// so that a rotation a failover delayed is in it; two token lifetimes at the most.
+	lastRound := time.Now()
+	_ = testenv.Poll(ctx, 2*o.ReplicaTTL, 200*time.Millisecond, func() bool { n, _ := s.tracker.RotatedSince(lastRound); return n >= o.ReplicaJobs })
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := s.finish(ctx, &res.Common, from, time.Now()); err != nil {
@@ -732,7 +748,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 // leader reads the lease holder and maps it to the replica whose log last acquired it.
 func (s *scenario) leader(ctx context.Context) (string, error) {
 	var who string
-	err := harness.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+	err := testenv.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
 		who = s.currentLeader()
 		return who != ""
 	})
@@ -741,7 +757,7 @@ func (s *scenario) leader(ctx context.Context) (string, error) {
 
 func (s *scenario) waitNewLeader(ctx context.Context, old string) (string, error) {
 	var who string
-	err := harness.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
+	err := testenv.Poll(ctx, 30*time.Second, 200*time.Millisecond, func() bool {
 		who = s.currentLeader()
 		return who != "" && who != old
 	})
@@ -801,16 +817,3 @@ func log2(x float64) float64 {
 	}
 	return n
 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error { return sleep(ctx, time.Until(t)) }

@@ -9,11 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +29,6 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/devissuer"
-	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/kubeletsim"
 	"github.com/jobtoken/jobtoken/internal/manager"
 	"github.com/jobtoken/jobtoken/internal/testenv"
@@ -244,7 +241,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	say("ImportJob %s/%s: token minted for %s, Job created; creating %d worker pods", namespace, jobName, systemUser, o.Workers)
 	var podDirs []string
 	for i := range o.Workers {
-		pod := workerPod(bj, i)
+		pod := testenv.WorkerPod(bj, fmt.Sprintf("%s-worker-%d", bj.Name, i))
 		if err := cl.Create(ctx, pod); err != nil {
 			return nil, err
 		}
@@ -305,7 +302,7 @@ loop:
 	seen.addSecret(ctx, cl)
 	refresh := readRefreshToken(ctx, cl)
 	say("all records attempted; marking the Job Complete (as the job controller would)")
-	if err := markComplete(ctx, cl); err != nil {
+	if err := testenv.MarkJob(ctx, cl, client.ObjectKey{Namespace: namespace, Name: jobName}, batchv1.JobComplete); err != nil {
 		return nil, err
 	}
 	job := &jobtokenv1alpha1.ImportJob{}
@@ -421,55 +418,16 @@ func importJob(o Options) *jobtokenv1alpha1.ImportJob {
 	}
 }
 
-func workerPod(bj *batchv1.Job, i int) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: namespace, Name: fmt.Sprintf("%s-worker-%d", bj.Name, i),
-			Labels: bj.Spec.Template.Labels, Annotations: bj.Spec.Template.Annotations,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(bj, batchv1.SchemeGroupVersion.WithKind("Job"))},
-		},
-		Spec: *bj.Spec.Template.Spec.DeepCopy(),
-	}
-}
-
-func markComplete(ctx context.Context, cl client.Client) error {
-	j := &batchv1.Job{}
-	if err := cl.Get(ctx, client.ObjectKey{Namespace: namespace, Name: jobName}, j); err != nil {
-		return err
-	}
-	now := metav1.Now()
-	j.Status.StartTime, j.Status.CompletionTime, j.Status.Succeeded = &now, &now, 1
-	j.Status.Conditions = []batchv1.JobCondition{
-		{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-		{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-	}
-	return cl.Status().Update(ctx, j)
-}
-
 // passwordToken logs the submitting user in, as the UI would, and returns the access token.
 func passwordToken(ctx context.Context, issuerURL, user, pass string) (string, error) {
-	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, issuerURL+"/token", strings.NewReader(form.Encode()))
+	access, _, err := testenv.TokenRequest(ctx, issuerURL, clientID, clientSecret, url.Values{"grant_type": {"password"}, "username": {user}, "password": {pass}})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("the user's login failed: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(clientID, clientSecret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := jsonDecode(resp.Body, &body); err != nil || body.AccessToken == "" {
-		return "", fmt.Errorf("the user's login failed (HTTP %d)", resp.StatusCode)
-	}
-	return body.AccessToken, nil
+	return access, nil
 }
 
 // poll waits for cond with the shared harness's bounded loop.
 func poll(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	return harness.Poll(ctx, timeout, 200*time.Millisecond, cond)
+	return testenv.Poll(ctx, timeout, 200*time.Millisecond, cond)
 }

@@ -292,7 +292,7 @@ func (f *Fixture) ImportJob(i int, spec JobSpec) *jobtokenv1alpha1.ImportJob {
 
 // WaitIssuerReady waits until the ClusterTokenIssuer is Ready.
 func WaitIssuerReady(ctx context.Context, c client.Client, name string, timeout time.Duration) error {
-	return Poll(ctx, timeout, 200*time.Millisecond, func() bool {
+	return testenv.Poll(ctx, timeout, 200*time.Millisecond, func() bool {
 		iss := &jobtokenv1alpha1.ClusterTokenIssuer{}
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, iss); err != nil {
 			return false
@@ -301,37 +301,11 @@ func WaitIssuerReady(ctx context.Context, c client.Client, name string, timeout 
 	})
 }
 
-// Poll calls cond every interval until it is true, the timeout passes or ctx ends.
-func Poll(ctx context.Context, timeout, interval time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
-	return nil
-}
-
 // MarkJobsComplete sets the batch Jobs of the given ImportJobs Complete, as the job
 // controller would (envtest has none).
 func MarkJobsComplete(ctx context.Context, c client.Client, keys []client.ObjectKey, concurrency int) error {
 	return ForEach(ctx, len(keys), concurrency, func(i int) error {
-		j := &batchv1.Job{}
-		if err := c.Get(ctx, keys[i], j); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		now := metav1.Now()
-		j.Status.StartTime, j.Status.CompletionTime, j.Status.Succeeded = &now, &now, 1
-		j.Status.Conditions = []batchv1.JobCondition{
-			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now},
-		}
-		return c.Status().Update(ctx, j)
+		return client.IgnoreNotFound(testenv.MarkJob(ctx, c, keys[i], batchv1.JobComplete))
 	})
 }
 

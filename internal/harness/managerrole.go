@@ -26,6 +26,7 @@ import (
 
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/manager"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 // RunManagerRole is the benchmark's manager process (`bench manager ...`): exactly what
@@ -258,7 +259,7 @@ type ManagerClient struct {
 // WaitManagerStats waits for the role to write its stats address into file.
 func WaitManagerStats(ctx context.Context, file string, p *Proc, timeout time.Duration) (*ManagerClient, error) {
 	var addr string
-	err := Poll(ctx, timeout, 100*time.Millisecond, func() bool {
+	err := testenv.Poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		if p.Exited() {
 			return true
 		}

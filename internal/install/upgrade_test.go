@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -71,8 +71,8 @@ func TestUpgradeKeepsRunningJobs(t *testing.T) {
 	op := optest.Start(t, ctx, env, shipped, optest.Options{WithoutManager: true})
 	stopOld := runPreviousManager(t, ctx, filepath.Join(prev, "manager"), shipped)
 	job := op.RunningJob(ctx, "carried-over")
-	rotateNow(t, ctx, op, job.Name)
-	op.Eventually(30*time.Second, "a rotation by the previous manager", func() bool { return op.Job(ctx, job.Name).Status.Rotations >= 1 })
+	op.RotateNow(ctx, job.Name)
+	testenv.Eventually(t, 30*time.Second, "a rotation by the previous manager", func() bool { return op.Job(ctx, job.Name).Status.Rotations >= 1 })
 	stopOld()
 	before := op.Job(ctx, job.Name)
 
@@ -101,8 +101,8 @@ func TestUpgradeKeepsRunningJobs(t *testing.T) {
 	// Bounded generously: under the race detector on a loaded machine the new manager's
 	// caches and its issuer check take a while before the requested rotation.
 	asked := time.Now()
-	rotateNow(t, ctx, op, job.Name)
-	op.Eventually(90*time.Second, "a rotation by this manager", func() bool {
+	op.RotateNow(ctx, job.Name)
+	testenv.Eventually(t, 90*time.Second, "a rotation by this manager", func() bool {
 		return op.Job(ctx, job.Name).Status.Rotations > before.Status.Rotations
 	})
 	t.Logf("this manager rotated the carried-over chain %s after the request", time.Since(asked).Round(time.Millisecond))
@@ -117,9 +117,9 @@ func TestUpgradeKeepsRunningJobs(t *testing.T) {
 		t.Errorf("the issuer saw %d refresh-token replays across the upgrade", c.RefreshReuse)
 	}
 	op.CompleteJob(ctx, job.Name)
-	op.Eventually(30*time.Second, "the job's tokens revoked by this manager", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the job's tokens revoked by this manager", func() bool {
 		j := op.Job(ctx, job.Name)
-		return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && conditionTrue(j, jobtokenv1alpha1.ConditionRevoked)
+		return j.Status.Phase == jobtokenv1alpha1.PhaseSucceeded && meta.IsStatusConditionTrue(j.Status.Conditions, jobtokenv1alpha1.ConditionRevoked)
 	})
 }
 
@@ -181,23 +181,6 @@ func allowPlainHTTP(t *testing.T, ctx context.Context, op *optest.Operator) {
 	patch := client.MergeFrom(is.DeepCopy())
 	must(t, unstructured.SetNestedField(is.Object, true, "spec", "insecureAllowPlainHTTP"))
 	must(t, env.Client.Patch(ctx, is, patch))
-}
-
-func rotateNow(t *testing.T, ctx context.Context, op *optest.Operator, name string) {
-	t.Helper()
-	j := op.Job(ctx, name)
-	patch := client.MergeFrom(j.DeepCopy())
-	metav1.SetMetaDataAnnotation(&j.ObjectMeta, jobtokenv1alpha1.AnnotationRotateNow, time.Now().String())
-	must(t, env.Client.Patch(ctx, j, patch))
-}
-
-func conditionTrue(j *jobtokenv1alpha1.ImportJob, t string) bool {
-	for _, c := range j.Status.Conditions {
-		if c.Type == t {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func must(t *testing.T, err error) {

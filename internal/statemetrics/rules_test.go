@@ -23,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -127,17 +126,17 @@ func TestRulesAndDashboardOnManagerMetrics(t *testing.T) {
 	moments := []string{snapshotWhen(t, scrape, filepath.Join(dir, "1.prom"), "healthy Running",
 		`jobtoken_importjob_phase{name="healthy",namespace="`+op.Namespace+`",phase="Running"}`)}
 
-	rotateNow(t, ctx, op, "healthy")
-	op.Eventually(30*time.Second, "healthy rotated", func() bool { return op.Job(ctx, "healthy").Status.Rotations >= 1 })
+	op.RotateNow(ctx, "healthy")
+	testenv.Eventually(t, 30*time.Second, "healthy rotated", func() bool { return op.Job(ctx, "healthy").Status.Rotations >= 1 })
 	op.KillChain(ctx, "healthy")
-	rotateNow(t, ctx, op, "healthy")
-	op.Eventually(30*time.Second, "healthy re-minted", func() bool { return op.Job(ctx, "healthy").Status.Remints >= 1 })
+	op.RotateNow(ctx, "healthy")
+	testenv.Eventually(t, 30*time.Second, "healthy re-minted", func() bool { return op.Job(ctx, "healthy").Status.Remints >= 1 })
 	op.RunningJob(ctx, "done")
 	op.CompleteJob(ctx, "done")
 	tight := op.ImportJob("tight")
 	tight.Spec.Rotation.PropagationBudget = &metav1.Duration{Duration: 2 * time.Minute}
 	must(t, env.Client.Create(ctx, tight))
-	op.Eventually(30*time.Second, "tight Running", func() bool { return op.Job(ctx, "tight").Status.Phase == jobtokenv1alpha1.PhaseRunning })
+	testenv.Eventually(t, 30*time.Second, "tight Running", func() bool { return op.Job(ctx, "tight").Status.Phase == jobtokenv1alpha1.PhaseRunning })
 	must(t, env.Client.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "jobtoken.dev/v1alpha1", "kind": "TokenIssuer",
 		"metadata": map[string]any{"namespace": op.Namespace, "name": "broken"},
@@ -150,7 +149,7 @@ func TestRulesAndDashboardOnManagerMetrics(t *testing.T) {
 		`jobtoken_remints_total{`, `jobtoken_revocations_total{result="success"}`))
 
 	op.Issuer.SetFaults(devissuer.Faults{Down: true})
-	rotateNow(t, ctx, op, "healthy")
+	op.RotateNow(ctx, "healthy")
 	op.CompleteJob(ctx, "tight")
 	moments = append(moments, snapshotWhen(t, scrape, filepath.Join(dir, "3.prom"), "healthy's rotation failing",
 		`jobtoken_importjob_condition{name="healthy",namespace="`+op.Namespace+`",reason="IssuerUnavailable",status="True",type="TokenRefreshFailed"}`))
@@ -232,14 +231,6 @@ func TestRulesAndDashboardOnManagerMetrics(t *testing.T) {
 			}
 		}
 	}
-}
-
-func rotateNow(t *testing.T, ctx context.Context, op *optest.Operator, name string) {
-	t.Helper()
-	j := op.Job(ctx, name)
-	patch := client.MergeFrom(j.DeepCopy())
-	metav1.SetMetaDataAnnotation(&j.ObjectMeta, jobtokenv1alpha1.AnnotationRotateNow, time.Now().String())
-	must(t, env.Client.Patch(ctx, j, patch))
 }
 
 // TestAlertsHaveRunbooks checks every alert names a summary and a runbook_url that is
