@@ -27,16 +27,12 @@ has written a new access token for the workers, and prints its expiry (never the
 		Example: `  kubectl jobtoken rotate marc-import -n imports`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := o.clients()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, err := o.connect()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			job, err := getJob(ctx, c, ns, args[0])
+			job, err := c.job(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -52,7 +48,7 @@ has written a new access token for the workers, and prints its expiry (never the
 			// Progress goes to stderr; a failed write there must not fail the rotation.
 			_, _ = fmt.Fprintf(o.streams.ErrOut, "importjob/%s: rotation requested, waiting for the new token\n", job.Name)
 			err = o.waitFor(ctx, timeout, "importjob/"+job.Name+" to be rotated", func(ctx context.Context) (bool, error) {
-				j, err := getJob(ctx, c, ns, job.Name)
+				j, err := c.job(ctx, job.Name)
 				if err != nil {
 					return false, err
 				}
@@ -91,16 +87,12 @@ alone; its workers get no further tokens. It waits until the revocation is recor
 		Example: `  kubectl jobtoken revoke marc-import -n imports`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := o.clients()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, err := o.connect()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			job, err := getJob(ctx, c, ns, args[0])
+			job, err := c.job(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -121,7 +113,7 @@ alone; its workers get no further tokens. It waits until the revocation is recor
 			}
 			_, _ = fmt.Fprintf(o.streams.ErrOut, "importjob/%s: spec.rotation.maxLifetime set to %s, waiting for the revocation\n", job.Name, age)
 			err = o.waitFor(ctx, timeout, "importjob/"+job.Name+" to be revoked", func(ctx context.Context) (bool, error) {
-				j, err := getJob(ctx, c, ns, job.Name)
+				j, err := c.job(ctx, job.Name)
 				if err != nil {
 					return false, err
 				}

@@ -32,21 +32,17 @@ complete record.`,
 		Example: `  kubectl jobtoken history marc-import -n imports`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cs, err := o.clients()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, err := o.connect()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			job, err := getJob(ctx, c, ns, args[0])
+			job, err := c.job(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			sel := fields.Set{"involvedObject.uid": string(job.UID)}.AsSelector().String()
-			list, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
+			list, err := c.events.CoreV1().Events(c.ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
 			if err != nil {
 				return err
 			}

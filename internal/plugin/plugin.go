@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/scheme"
 	"github.com/jobtoken/jobtoken/internal/version"
 )
@@ -53,28 +54,43 @@ It never prints a token: it reads ImportJobs and their Events, never Secrets.`,
 	return root
 }
 
-// clients builds a controller-runtime client (ImportJobs) and a clientset (Events) from
-// the kubeconfig flags.
-func (o *options) clients() (client.Client, kubernetes.Interface, error) {
+// conn is what every command works with: a controller-runtime client (ImportJobs), a
+// clientset (Events) and the command's namespace.
+type conn struct {
+	client.Client
+	events kubernetes.Interface
+	// ns is --namespace, else the kubeconfig context's namespace.
+	ns string
+}
+
+// connect builds the clients from the kubeconfig flags and resolves the namespace.
+func (o *options) connect() (*conn, error) {
 	cfg, err := o.flags.ToRESTConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return c, cs, nil
+	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Client: c, events: cs, ns: ns}, nil
 }
 
-// namespace is the namespace of the command: --namespace, else the kubeconfig context's.
-func (o *options) namespace() (string, error) {
-	ns, _, err := o.flags.ToRawKubeConfigLoader().Namespace()
-	return ns, err
+// job reads one ImportJob of the command's namespace.
+func (c *conn) job(ctx context.Context, name string) (*jobtokenv1alpha1.ImportJob, error) {
+	job := &jobtokenv1alpha1.ImportJob{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: c.ns, Name: name}, job); err != nil {
+		return nil, err
+	}
+	return job, nil
 }
 
 // waitFor polls cond until it returns true, an error, or the timeout passes.

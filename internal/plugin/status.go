@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -78,18 +77,14 @@ func (o *options) statusCommand() *cobra.Command {
 			if allNamespaces && len(args) == 1 {
 				return fmt.Errorf("a NAME cannot be combined with --all-namespaces")
 			}
-			c, _, err := o.clients()
-			if err != nil {
-				return err
-			}
-			ns, err := o.namespace()
+			c, err := o.connect()
 			if err != nil {
 				return err
 			}
 			var jobs []jobtokenv1alpha1.ImportJob
 			if len(args) == 1 {
-				job := &jobtokenv1alpha1.ImportJob{}
-				if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, job); err != nil {
+				job, err := c.job(cmd.Context(), args[0])
+				if err != nil {
 					return err
 				}
 				jobs = append(jobs, *job)
@@ -97,7 +92,7 @@ func (o *options) statusCommand() *cobra.Command {
 				list := &jobtokenv1alpha1.ImportJobList{}
 				var opts []client.ListOption
 				if !allNamespaces {
-					opts = append(opts, client.InNamespace(ns))
+					opts = append(opts, client.InNamespace(c.ns))
 				}
 				if err := c.List(cmd.Context(), list, opts...); err != nil {
 					return err
@@ -251,13 +246,4 @@ func ago(t *metav1.Time, now time.Time) string {
 		return "never"
 	}
 	return duration.HumanDuration(now.Sub(t.Time)) + " ago"
-}
-
-// getJob reads one ImportJob.
-func getJob(ctx context.Context, c client.Client, ns, name string) (*jobtokenv1alpha1.ImportJob, error) {
-	job := &jobtokenv1alpha1.ImportJob{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, job); err != nil {
-		return nil, err
-	}
-	return job, nil
 }
