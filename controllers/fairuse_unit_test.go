@@ -16,10 +16,10 @@ import (
 	"github.com/jobtoken/jobtoken/internal/issuer"
 )
 
-// TestUnitIssuerGate: an issuer lets through at most its concurrency in flight and its
+// TestIssuerGate: an issuer lets through at most its concurrency in flight and its
 // rate over time (burst, then one per 1/rate), issuers do not share gates, and a
 // released slot is free again.
-func TestUnitIssuerGate(t *testing.T) {
+func TestIssuerGate(t *testing.T) {
 	g := newIssuerGates(IssuerLimits{Concurrency: 2, Rate: 1, Burst: 3})
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	r1, busy := g.acquire("a", "A", t0)
@@ -68,10 +68,10 @@ func TestUnitIssuerGate(t *testing.T) {
 	}
 }
 
-// TestUnitRotateNowHonoursItsMinimumInterval: the rotate-now annotation is honoured no
+// TestRotateNowHonoursItsMinimumInterval: the rotate-now annotation is honoured no
 // sooner than the minimum interval after the job's last rotation (or first mint); it
 // stays until then, and a second request right after a rotation waits again.
-func TestUnitRotateNowHonoursItsMinimumInterval(t *testing.T) {
+func TestRotateNowHonoursItsMinimumInterval(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	long := func(prefix string) *issuer.TokenSet {
 		ts := u.tokens(prefix)
@@ -126,10 +126,10 @@ func TestUnitRotateNowHonoursItsMinimumInterval(t *testing.T) {
 	}
 }
 
-// TestUnitLifetimeBelowTheFloor: a token living shorter than the minimum rotation
+// TestLifetimeBelowTheFloor: a token living shorter than the minimum rotation
 // interval is used until it expires and replaced only at the floor, and the job says
 // so in a condition naming the flag.
-func TestUnitLifetimeBelowTheFloor(t *testing.T) {
+func TestLifetimeBelowTheFloor(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	short := func(prefix string) *issuer.TokenSet {
 		ts := u.tokens(prefix)
@@ -165,10 +165,10 @@ func TestUnitLifetimeBelowTheFloor(t *testing.T) {
 	}
 }
 
-// TestUnitBusyIssuerSpendsNoSingleUseInput: a job with a single-use grant input (a
+// TestBusyIssuerSpendsNoSingleUseInput: a job with a single-use grant input (a
 // handed-over refresh token) that finds its issuer's gate closed writes nothing, so the
 // input is not marked as spent; it is redeemed once the gate opens, and the job runs.
-func TestUnitBusyIssuerSpendsNoSingleUseInput(t *testing.T) {
+func TestBusyIssuerSpendsNoSingleUseInput(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantRefreshToken, interceptor.Funcs{})
 	u.r.gates = newIssuerGates(IssuerLimits{Concurrency: 1})
 	hold, busy := u.r.gates.acquire("issuer-uid", "TokenIssuer/ns/idp", u.clock.Now())
@@ -198,12 +198,12 @@ func TestUnitBusyIssuerSpendsNoSingleUseInput(t *testing.T) {
 	}
 }
 
-// TestUnitRevocationsCountAgainstIssuerLimits: revoking a deleted job's tokens takes a
+// TestRevocationsCountAgainstIssuerLimits: revoking a deleted job's tokens takes a
 // slot of its issuer's gate like a mint or a refresh. With the issuer at its concurrency
 // cap, or with its rate spent, the revocation waits (the finalizer stays; the job says
 // why once its token has expired) and goes out once the gate opens; a revocation in
 // flight holds a slot.
-func TestUnitRevocationsCountAgainstIssuerLimits(t *testing.T) {
+func TestRevocationsCountAgainstIssuerLimits(t *testing.T) {
 	deleteJob := func(t *testing.T, u *unitEnv) {
 		t.Helper()
 		if err := u.r.Delete(context.Background(), u.job()); err != nil {
@@ -302,11 +302,11 @@ func TestUnitRevocationsCountAgainstIssuerLimits(t *testing.T) {
 	})
 }
 
-// TestUnitMaxLifetimeCapsALongToken: a token the issuer says lives for decades (the most
+// TestMaxLifetimeCapsALongToken: a token the issuer says lives for decades (the most
 // the client accepts, 2^31-1 seconds) is held no longer than the job's maxLifetime: the
 // job wakes at the cap, not at the token's rotation time decades away, and then revokes
 // the token without ever refreshing it.
-func TestUnitMaxLifetimeCapsALongToken(t *testing.T) {
+func TestMaxLifetimeCapsALongToken(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	const absurd = (1<<31 - 1) * time.Second
 	u.issuer.WithMint(func(context.Context, issuer.Grant) (*issuer.TokenSet, error) {

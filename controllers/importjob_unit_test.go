@@ -136,7 +136,7 @@ func (u *unitEnv) start() {
 	}
 }
 
-func TestUnitFirstReconcileSchedulesRotation(t *testing.T) {
+func TestFirstReconcileSchedulesRotation(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	u.start()
 	res, err := u.reconcile()
@@ -155,7 +155,7 @@ func TestUnitFirstReconcileSchedulesRotation(t *testing.T) {
 	}
 }
 
-func TestUnitRotationPersistsChainBeforeWorkerSecret(t *testing.T) {
+func TestRotationPersistsChainBeforeWorkerSecret(t *testing.T) {
 	var order []string
 	funcs := interceptor.Funcs{
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
@@ -202,7 +202,7 @@ func TestUnitRotationPersistsChainBeforeWorkerSecret(t *testing.T) {
 
 // A crash after the refresh succeeded but before its tokens were persisted leaves the
 // marker; the next pass re-mints and never sends the spent refresh token again.
-func TestUnitLostPersistRemints(t *testing.T) {
+func TestLostPersistRemints(t *testing.T) {
 	failNext := false
 	funcs := interceptor.Funcs{
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
@@ -249,7 +249,7 @@ func TestUnitLostPersistRemints(t *testing.T) {
 	}
 }
 
-func TestUnitErrorClasses(t *testing.T) {
+func TestErrorClasses(t *testing.T) {
 	cases := []struct {
 		name        string
 		grant       jobtokenv1alpha1.GrantType
@@ -379,7 +379,7 @@ func TestUnitErrorClasses(t *testing.T) {
 // Routine status fields (the rotation counter, token times) reach the API at most once
 // per StatusInterval; the stored chain keeps the count meanwhile, and a change a person
 // watches is written at once.
-func TestUnitRoutineStatusWaitsForTheInterval(t *testing.T) {
+func TestRoutineStatusWaitsForTheInterval(t *testing.T) {
 	patches := 0
 	funcs := interceptor.Funcs{
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {

@@ -17,10 +17,10 @@ import (
 	"github.com/jobtoken/jobtoken/internal/scheme"
 )
 
-// TestUnitClientCacheDropsUnusedIssuers: the client of an issuer that is no longer used
+// TestClientCacheDropsUnusedIssuers: the client of an issuer that is no longer used
 // (deleted, or its jobs gone) leaves the cache, with the client secret it holds, once
 // it is as old as the cache's maximum age; used issuers stay cached.
-func TestUnitClientCacheDropsUnusedIssuers(t *testing.T) {
+func TestClientCacheDropsUnusedIssuers(t *testing.T) {
 	builds := 0
 	factory := func(context.Context, jobtokenv1alpha1.TokenIssuerSpec, string, SecretReader) (issuer.Client, error) {
 		builds++
@@ -63,9 +63,9 @@ func TestUnitClientCacheDropsUnusedIssuers(t *testing.T) {
 	}
 }
 
-// TestUnitDeletedIssuerMetricsAreDropped: once an issuer is deleted, its request,
+// TestDeletedIssuerMetricsAreDropped: once an issuer is deleted, its request,
 // duration, rotation and re-mint series are removed; other issuers' stay.
-func TestUnitDeletedIssuerMetricsAreDropped(t *testing.T) {
+func TestDeletedIssuerMetricsAreDropped(t *testing.T) {
 	gone, kept := issuerMetricName(false, "unit-ns", "gone"), issuerMetricName(true, "", "kept")
 	for _, name := range []string{gone, kept} {
 		cl := instrumentedClient{Client: issuerfake.New(), name: name}

@@ -33,7 +33,7 @@ func (u *unitEnv) editVault(edit func(map[string]string)) {
 
 // A chain stored before issuers were recorded is bound to the current issuer on its
 // first read, and goes on rotating there.
-func TestUnitUnrecordedChainIsBound(t *testing.T) {
+func TestUnrecordedChainIsBound(t *testing.T) {
 	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
 	u.start()
 	u.editVault(func(a map[string]string) {
@@ -58,7 +58,7 @@ func TestUnitUnrecordedChainIsBound(t *testing.T) {
 
 // A chain recorded with another issuer, or with the same name and another UID, is
 // never refreshed, re-minted or revoked: the job stalls and the chain stays as it is.
-func TestUnitChainOfAnotherIssuerIsNotSent(t *testing.T) {
+func TestChainOfAnotherIssuerIsNotSent(t *testing.T) {
 	for name, edit := range map[string]func(map[string]string){
 		"other name": func(a map[string]string) { a[annotationChainIssuer] = "TokenIssuer/ns/other" },
 		"other kind": func(a map[string]string) { a[annotationChainIssuer] = "ClusterTokenIssuer/ns/idp" },

@@ -14,12 +14,12 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 )
 
-// TestUnitTokenFileReadableByNonRoot: the fsGroup contract. A template whose container
+// TestTokenFileReadableByNonRoot: the fsGroup contract. A template whose container
 // runs as a non-root user without the pod's fsGroup cannot read the token files (root,
 // 0400); the job still runs (a sidecar may never read them) but carries
 // TokenFileUnreadable naming the container and the field, with a Warning event. With
 // fsGroup, or with the user left to the image or root, there is nothing to say.
-func TestUnitTokenFileReadableByNonRoot(t *testing.T) {
+func TestTokenFileReadableByNonRoot(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		pod  *corev1.PodSecurityContext
