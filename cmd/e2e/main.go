@@ -25,7 +25,7 @@ func main() {
 	var o e2e.Options
 	flag.StringVar(&o.NodeBinDir, "node-bin", "", "directory of kubelet, containerd, runc, ... (make node-bins)")
 	flag.StringVar(&o.K8sBinDir, "k8s-bin", "", "directory of kube-apiserver, etcd (make envtest)")
-	flag.StringVar(&o.ImagesDir, "images", "bin/images", "directory of the OCI archives (make image)")
+	flag.StringVar(&o.ImagesDir, "images", "bin/images", "directory of the OCI archives (make image); several separated by commas, e.g. dist/images,bin/images for a release's images and the pause image")
 	flag.StringVar(&o.Kubectl, "kubectl", "", "kubectl (default <k8s-bin>/kubectl)")
 	flag.StringVar(&o.RepoRoot, "repo", ".", "repository root (config/default is applied from there)")
 	flag.StringVar(&o.WorkDir, "work-dir", "bin/e2e-run", "where the run's node log and the components' logs are kept")
@@ -39,6 +39,7 @@ func main() {
 	var installs string
 	flag.StringVar(&installs, "install", "", "instead of the full run, install the operator each of these ways in turn (comma-separated: helm, release), run one ImportJob and uninstall")
 	flag.StringVar(&o.Helm, "helm", "", "helm binary for --install=helm (make helm)")
+	flag.StringVar(&o.Chart, "chart", "", "for --install=helm: the chart, default charts/jobtoken (told --manager-image); a packaged chart (dist/jobtoken-*.tgz) is rendered with its own default image, which must be --manager-image")
 	flag.StringVar(&o.ReleaseManifest, "release-manifest", "", "for --install=release: apply this install.yaml (make release) instead of writing one with hack/release.sh; it must name the --manager-image")
 	flag.StringVar(&o.ManagerImage, "manager-image", "", "the manager image among --images (default jobtoken/manager:dev)")
 	flag.DurationVar(&o.InstallDuration, "install-duration", 0, "how long the worker of each --install phase imports (default 45s)")
@@ -50,6 +51,23 @@ func main() {
 	if o.Kubectl == "" {
 		o.Kubectl = filepath.Join(o.K8sBinDir, "kubectl")
 	}
+	// The node's configuration files name these binaries, and the processes that read
+	// them run in other directories: make every path absolute.
+	dirs := strings.Split(o.ImagesDir, ",")
+	paths := []*string{&o.NodeBinDir, &o.K8sBinDir, &o.WorkDir, &o.ReleaseManifest}
+	for _, exe := range []*string{&o.Kubectl, &o.Helm} {
+		if strings.ContainsRune(*exe, filepath.Separator) { // else found on PATH
+			paths = append(paths, exe)
+		}
+	}
+	for i := range dirs {
+		paths = append(paths, &dirs[i])
+	}
+	if err := absolute(paths...); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	o.ImagesDir = strings.Join(dirs, ",")
 	if err := os.MkdirAll(o.WorkDir, 0o750); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
@@ -85,4 +103,19 @@ func main() {
 	if len(rep.Problems) > 0 {
 		os.Exit(1)
 	}
+}
+
+// absolute makes each non-empty path absolute.
+func absolute(paths ...*string) error {
+	for _, p := range paths {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	return nil
 }

@@ -81,9 +81,10 @@ type Options struct {
 	FailoverAt time.Duration
 	WorkDir    string
 	Out        io.Writer
-	// Helm is the helm binary RunInstalls renders the chart with; ReleaseManifest an
-	// install.yaml it applies instead of writing one with hack/release.sh.
-	Helm, ReleaseManifest string
+	// Helm is the helm binary RunInstalls renders Chart with (default charts/jobtoken, or
+	// a packaged chart); ReleaseManifest an install.yaml it applies instead of writing one
+	// with hack/release.sh.
+	Helm, Chart, ReleaseManifest string
 	// InstallDuration is how long the worker of each RunInstalls phase imports.
 	InstallDuration time.Duration
 }
@@ -125,6 +126,9 @@ func (o *Options) Defaults() {
 	}
 	if o.Out == nil {
 		o.Out = os.Stdout
+	}
+	if o.Chart == "" {
+		o.Chart = defaultChart
 	}
 	if o.InstallDuration <= 0 {
 		o.InstallDuration = 45 * time.Second
@@ -201,11 +205,16 @@ func startIssuer(host string, ttl time.Duration) (*issuerSide, error) {
 	return &issuerSide{srv: s, rec: rec, url: "http://" + ln.Addr().String(), http: hs}, nil
 }
 
-// startCluster starts the real node with the images of o.ImagesDir imported; stop keeps
+// startCluster starts the real node with the images of o.ImagesDir (directories separated
+// by commas) imported; stop keeps
 // the components' logs in the work directory and tears the cluster down.
 func startCluster(ctx context.Context, o Options, say func(string, ...any)) (cl *realnode.Cluster, stop func(), err error) {
 	t0 := time.Now()
-	images, _ := filepath.Glob(filepath.Join(o.ImagesDir, "*.tar"))
+	var images []string
+	for _, dir := range strings.Split(o.ImagesDir, ",") {
+		found, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
+		images = append(images, found...)
+	}
 	if len(images) < 3 {
 		return nil, nil, fmt.Errorf("want the manager, example-worker and pause archives in %s (make image), found %d", o.ImagesDir, len(images))
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ const (
 )
 
 const (
+	defaultChart       = "charts/jobtoken"
 	helmNamespace      = "jobtoken-helm"
 	managerDeployment  = "jobtoken-controller-manager"
 	managerSelector    = "control-plane=controller-manager"
@@ -62,7 +64,9 @@ type InstallPhase struct {
 	Ready  time.Duration
 	Pods   []string
 	Leader string
-	Job    *JobResult
+	// Versions are the versions the manager pods logged at start.
+	Versions []string
+	Job      *JobResult
 	// Propagation is the rotated tokens' way to the worker (Secret write to first use).
 	Propagation  dist
 	RefreshReuse int64
@@ -94,6 +98,12 @@ func RunInstalls(ctx context.Context, o Options, methods []string) (rep *Install
 	}
 	start := time.Now()
 	rep = &InstallReport{}
+	defer func() {
+		// A phase that stopped early is a failure of the report too.
+		if err != nil {
+			rep.Problems = append(rep.Problems, err.Error())
+		}
+	}()
 	say := func(format string, args ...any) {
 		_, _ = fmt.Fprintf(o.Out, "[%6s] %s\n", time.Since(start).Round(time.Second), fmt.Sprintf(format, args...))
 	}
@@ -168,8 +178,12 @@ func renderManifest(ctx context.Context, o Options, method string) (path, source
 		if o.Helm == "" {
 			return "", "", errors.New("no helm binary (--helm; make helm builds it)")
 		}
-		args := []string{"template", "jobtoken", "charts/jobtoken", "--namespace", helmNamespace,
-			"--set", "createNamespace=true", "--set-string", "image.repository=" + repo, "--set-string", "image.tag=" + tag}
+		// A packaged chart (make release) is rendered with its own default image, which
+		// must then be the one on the node; the chart in the tree is told the image.
+		args := []string{"template", "jobtoken", o.Chart, "--namespace", helmNamespace, "--set", "createNamespace=true"}
+		if o.Chart == defaultChart {
+			args = append(args, "--set-string", "image.repository="+repo, "--set-string", "image.tag="+tag)
+		}
 		out, err := run(nil, o.Helm, args...)
 		if err != nil {
 			return "", "", err
@@ -269,8 +283,10 @@ func installPhase(ctx context.Context, o Options, ph *InstallPhase, c client.Cli
 	}
 	for _, p := range pods.Items {
 		st := p.Status.ContainerStatuses[0]
-		ph.Pods = append(ph.Pods, fmt.Sprintf("%s: Ready %v, image %s (%s), serviceAccount %s, restarts %d",
-			p.Name, podReady(&p), st.Image, st.ImageID[:min(len(st.ImageID), 19)], p.Spec.ServiceAccountName, st.RestartCount))
+		v := managerVersion(ctx, cs, ph.Namespace, p.Name)
+		ph.Versions = append(ph.Versions, v)
+		ph.Pods = append(ph.Pods, fmt.Sprintf("%s: Ready %v, image %s (%s), version %s, serviceAccount %s, restarts %d",
+			p.Name, podReady(&p), st.Image, st.ImageID[:min(len(st.ImageID), 19)], v, p.Spec.ServiceAccountName, st.RestartCount))
 	}
 	say("%s: %d manager pods Ready in %s, leader %s", ph.Method, len(pods.Items), ph.Ready.Round(100*time.Millisecond), ph.Leader)
 
@@ -376,6 +392,20 @@ func installPhase(ctx context.Context, o Options, ph *InstallPhase, c client.Cli
 	return nil
 }
 
+var startVersion = regexp.MustCompile(`"msg":"Starting manager".*?"version":"([^"]*)"`)
+
+// managerVersion returns the version a manager pod logged at start ("" when not found).
+func managerVersion(ctx context.Context, cs kubernetes.Interface, ns, pod string) string {
+	b, err := cs.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "manager"}).DoRaw(ctx)
+	if err != nil {
+		return ""
+	}
+	if m := startVersion.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
 // leftovers names what an uninstall left of the operator ("" when nothing).
 func leftovers(ctx context.Context, c client.Client, cs kubernetes.Interface, ns string) string {
 	var left []string
@@ -423,6 +453,10 @@ func (ph *InstallPhase) check(o Options) []string {
 	bad := func(format string, args ...any) { p = append(p, ph.Method+": "+fmt.Sprintf(format, args...)) }
 	if ph.Replicas < 1 || len(ph.Pods) != int(ph.Replicas) {
 		bad("%d manager pods Ready of %d replicas", len(ph.Pods), ph.Replicas)
+	}
+	// The image's tag is the version its binary was stamped with (make image: dev).
+	if _, tag, _ := strings.Cut(o.ManagerImage, ":"); slices.ContainsFunc(ph.Versions, func(v string) bool { return v != tag }) {
+		bad("the manager pods logged the versions %v, want %s (the image's tag)", ph.Versions, tag)
 	}
 	j := ph.Job
 	if j == nil {
