@@ -3,10 +3,7 @@ package controllers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"hash/fnv"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -22,14 +19,8 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/issuer"
@@ -109,115 +100,6 @@ type ImportJobReconciler struct {
 
 	clients *clientCache
 	gates   *issuerGates
-}
-
-// SetupWithManager registers the reconciler, defaulting its clock and tunables.
-func (r *ImportJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
-	if r.APIReader == nil {
-		r.APIReader = mgr.GetAPIReader()
-	}
-	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder("jobtoken-importjob")
-	}
-	if r.IssuerClients == nil {
-		r.IssuerClients = NewIssuerClient
-	}
-	if r.RevocationBudget <= 0 {
-		r.RevocationBudget = DefaultRevocationBudget
-	}
-	if r.MinRotationGap <= 0 {
-		r.MinRotationGap = DefaultMinRotationGap
-	}
-	if r.MaxRetryBackoff <= 0 {
-		r.MaxRetryBackoff = DefaultMaxRetryBackoff
-	}
-	if r.MaxConcurrentReconciles <= 0 {
-		r.MaxConcurrentReconciles = 4
-	}
-	if r.VaultNamespace == "" {
-		return errors.New("ImportJobReconciler: VaultNamespace is required")
-	}
-	if r.RotateNowMinInterval <= 0 {
-		r.RotateNowMinInterval = DefaultRotateNowMinInterval
-	}
-	r.clients = newClientCache(r.IssuerClients, r.APIReader, DefaultClientMaxAge)
-	if r.gates == nil {
-		r.gates = newIssuerGates(r.IssuerLimits)
-	}
-
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &jobtokenv1alpha1.ImportJob{}, indexIssuerRef,
-		func(o client.Object) []string {
-			job := o.(*jobtokenv1alpha1.ImportJob)
-			return []string{issuerIndexKey(job.Spec.IssuerRef.Kind, job.Namespace, job.Spec.IssuerRef.Name)}
-		}); err != nil {
-		return err
-	}
-
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&jobtokenv1alpha1.ImportJob{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate{}))).
-		Owns(&batchv1.Job{}, builder.WithPredicates(notCreatePredicate{})).
-		Owns(&corev1.Secret{}, builder.WithPredicates(notCreatePredicate{}, workerSecretChangedByOthers{})).
-		Watches(&jobtokenv1alpha1.TokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindTokenIssuer)),
-			builder.WithPredicates(issuerChangedPredicate{})).
-		Watches(&jobtokenv1alpha1.ClusterTokenIssuer{}, handler.EnqueueRequestsFromMapFunc(r.jobsOfIssuer(jobtokenv1alpha1.IssuerKindClusterTokenIssuer)),
-			builder.WithPredicates(issuerChangedPredicate{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
-		Named("importjob").
-		Complete(r)
-}
-
-func issuerIndexKey(kind jobtokenv1alpha1.IssuerKind, namespace, name string) string {
-	if kind == jobtokenv1alpha1.IssuerKindClusterTokenIssuer {
-		return string(kind) + "/" + name
-	}
-	return string(jobtokenv1alpha1.IssuerKindTokenIssuer) + "/" + namespace + "/" + name
-}
-
-// jobsOfIssuer maps an issuer change (Ready, new signing keys) to the jobs that use it.
-func (r *ImportJobReconciler) jobsOfIssuer(kind jobtokenv1alpha1.IssuerKind) handler.MapFunc {
-	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &jobtokenv1alpha1.ImportJobList{}
-		if err := r.List(ctx, list, client.MatchingFields{indexIssuerRef: issuerIndexKey(kind, o.GetNamespace(), o.GetName())}); err != nil {
-			ctrl.LoggerFrom(ctx).Error(err, "Listing the ImportJobs of an issuer failed", "issuer", o.GetName())
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, j := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&j)})
-		}
-		return reqs
-	}
-}
-
-// deletionPredicate passes the update that sets the deletion timestamp.
-type deletionPredicate struct{ predicate.Funcs }
-
-func (deletionPredicate) Update(e event.UpdateEvent) bool {
-	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
-}
-
-// notCreatePredicate drops the create events of owned objects: the operator creates them
-// itself, in a reconcile that goes on with them, and a second reconcile woken by the event
-// would read the ImportJob from the cache before its status patch arrived and patch the
-// same status again (an extra write per first credential). A restart lists every
-// ImportJob anyway.
-type notCreatePredicate struct{ predicate.Funcs }
-
-func (notCreatePredicate) Create(event.CreateEvent) bool { return false }
-
-// workerSecretChangedByOthers drops the updates of the worker Secret that carry a new token
-// revision: the operator wrote them in the reconcile that rotated (same stale-cache
-// reason). Deletions, and edits that keep the revision (someone else changed the Secret),
-// still wake the ImportJob, which then rewrites the Secret.
-type workerSecretChangedByOthers struct{ predicate.Funcs }
-
-func (workerSecretChangedByOthers) Update(e event.UpdateEvent) bool {
-	return e.ObjectOld.GetAnnotations()[jobtokenv1alpha1.AnnotationTokenRevision] ==
-		e.ObjectNew.GetAnnotations()[jobtokenv1alpha1.AnnotationTokenRevision]
 }
 
 // scope is the state one reconcile works on.
@@ -864,144 +746,6 @@ func (r *ImportJobReconciler) stepSchedule(_ context.Context, s *scope) error {
 	}
 	s.wakeIn(sched.RotateAt.Sub(s.now))
 	return nil
-}
-
-func (r *ImportJobReconciler) schedule(s *scope) Schedule {
-	return NextRotation(ScheduleInput{
-		IssuedAt:          s.chain.IssuedAt,
-		ExpiresAt:         s.chain.ExpiresAt,
-		Fraction:          parseFraction(s.job.Spec.Rotation.Fraction, defaultFraction),
-		Jitter:            parseFraction(s.job.Spec.Rotation.Jitter, defaultJitter),
-		JitterSeed:        jitterSeed(string(s.job.UID), s.chain.Generation),
-		PropagationBudget: propagationBudget(s.job),
-		MinInterval:       r.MinRotationGap,
-		ChainEndsAt:       s.chain.ChainEndsAt,
-		CanRemint:         issuer.GrantType(s.job.Spec.Credentials.Grant).CanRemint(),
-	})
-}
-
-// rotateNowWait is how long a requested rotation waits for the job's minimum interval
-// since its last rotation (or its first mint).
-func (r *ImportJobReconciler) rotateNowWait(s *scope) time.Duration {
-	last := s.job.Status.LastRotationTime
-	if last == nil {
-		last = s.job.Status.StartTime
-	}
-	if last == nil || r.RotateNowMinInterval <= 0 {
-		return 0
-	}
-	return last.Add(r.RotateNowMinInterval).Sub(s.now)
-}
-
-// retryWait is how long to wait before the next token request after failures (see
-// NextRetry); the attempts and the last failure are kept in status so restarts honour it.
-func (r *ImportJobReconciler) retryWait(s *scope) time.Duration {
-	st := s.job.Status
-	if st.FailedRotationAttempts == 0 || st.LastFailureTime == nil {
-		return 0
-	}
-	return r.nextRetry(s, st.LastFailureTime.Time, 0).Sub(s.now)
-}
-
-// nextRetry is NextRetry for the job's current state.
-func (r *ImportJobReconciler) nextRetry(s *scope, lastFailure time.Time, retryAfter time.Duration) time.Time {
-	in := RetryInput{
-		Attempts: s.job.Status.FailedRotationAttempts, LastFailure: lastFailure, MaxBackoff: r.MaxRetryBackoff,
-		Seed: jitterSeed(string(s.job.UID)+"/retry", int64(s.job.Status.FailedRotationAttempts)), RetryAfter: retryAfter,
-	}
-	if s.chain != nil && s.chain.AccessToken != "" {
-		in.IssuedAt, in.ExpiresAt = s.chain.IssuedAt, s.chain.ExpiresAt
-		in.Deadline = Deadline(s.chain.ExpiresAt, propagationBudget(s.job))
-	}
-	return NextRetry(in)
-}
-
-// retryBackoff is 1s, 2s, 4s, ... capped at max.
-func retryBackoff(attempts int32, maxBackoff time.Duration) time.Duration {
-	if attempts <= 0 {
-		return 0
-	}
-	d := time.Duration(float64(firstRetryBackoff) * math.Pow(2, float64(attempts-1)))
-	if d > maxBackoff || d <= 0 {
-		return maxBackoff
-	}
-	return d
-}
-
-func propagationBudget(job *jobtokenv1alpha1.ImportJob) time.Duration {
-	if b := job.Spec.Rotation.PropagationBudget; b != nil && b.Duration > 0 {
-		return b.Duration
-	}
-	return defaultPropagationBudget
-}
-
-func parseFraction(s string, def float64) float64 {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f >= 1 {
-		return def
-	}
-	return f
-}
-
-// jitterSeed spreads jobs over the jitter window, stable for one job and token.
-func jitterSeed(uid string, generation int64) float64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(uid))
-	_, _ = h.Write([]byte(strconv.FormatInt(generation, 10)))
-	return float64(h.Sum64()%10000) / 10000
-}
-
-// grantInput reads what the grant needs from its Secret in the job's namespace.
-func (r *ImportJobReconciler) grantInput(ctx context.Context, s *scope) (issuer.Grant, error) {
-	c := s.job.Spec.Credentials
-	g := issuer.Grant{Type: issuer.GrantType(c.Grant), Scopes: c.Scopes, Audience: c.Audience}
-	ns := s.job.Namespace
-	var err error
-	switch c.Grant {
-	case jobtokenv1alpha1.GrantPassword:
-		if g.Username, err = readSecretKey(ctx, r.APIReader, ns, c.Password.SecretRef.Name, keyOr(c.Password.UsernameKey, "username")); err != nil {
-			return g, err
-		}
-		g.Password, err = readSecretKey(ctx, r.APIReader, ns, c.Password.SecretRef.Name, keyOr(c.Password.PasswordKey, "password"))
-	case jobtokenv1alpha1.GrantTokenExchange:
-		te := c.TokenExchange
-		g.SubjectTokenType, g.RequestedTokenType = te.SubjectTokenType, te.RequestedTokenType
-		g.SubjectToken, err = readSecretKey(ctx, r.APIReader, ns, te.SubjectTokenSecretRef.Name, keyOr(te.SubjectTokenSecretRef.Key, "token"))
-	case jobtokenv1alpha1.GrantRefreshToken:
-		rt := c.RefreshToken
-		g.RefreshToken, err = readSecretKey(ctx, r.APIReader, ns, rt.SecretRef.Name, keyOr(rt.SecretRef.Key, "refresh_token"))
-	}
-	return g, err
-}
-
-// removeRedeemedInput deletes the submitter's token from its Secret once redeemed, so
-// that no user token lingers (opt out with removeAfterRedeem: false).
-func (r *ImportJobReconciler) removeRedeemedInput(ctx context.Context, s *scope) {
-	c := s.job.Spec.Credentials
-	var name, key string
-	switch {
-	case c.TokenExchange != nil && (c.TokenExchange.RemoveAfterRedeem == nil || *c.TokenExchange.RemoveAfterRedeem):
-		name, key = c.TokenExchange.SubjectTokenSecretRef.Name, keyOr(c.TokenExchange.SubjectTokenSecretRef.Key, "token")
-	case c.RefreshToken != nil && (c.RefreshToken.RemoveAfterRedeem == nil || *c.RefreshToken.RemoveAfterRedeem):
-		name, key = c.RefreshToken.SecretRef.Name, keyOr(c.RefreshToken.SecretRef.Key, "refresh_token")
-	default:
-		return
-	}
-	secret := &corev1.Secret{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.job.Namespace, Name: name}, secret); err != nil {
-		ctrl.LoggerFrom(ctx).Info("Could not read the redeemed grant input to remove it", "secret", name, "error", err.Error())
-		return
-	}
-	if _, ok := secret.Data[key]; !ok {
-		return
-	}
-	patch := client.MergeFrom(secret.DeepCopy())
-	delete(secret.Data, key)
-	if err := r.Patch(ctx, secret, patch); err != nil {
-		ctrl.LoggerFrom(ctx).Info("Could not remove the redeemed grant input", "secret", name, "key", key, "error", err.Error())
-		return
-	}
-	r.event(s.job, corev1.EventTypeNormal, EventMinted, "Redeem", "Removed the redeemed key %q from Secret %s", key, name)
 }
 
 func (r *ImportJobReconciler) chains() chainStore {
