@@ -58,12 +58,8 @@ var globalLogs = &logRouter{}
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(globalLogs), zap.UseDevMode(true)))
-	testenv.RunTests(m, func(e *testenv.Env) error {
-		env = e
-		var err error
-		if shipped, err = env.InstallShipped(context.Background()); err != nil {
-			return err
-		}
+	testenv.RunShippedTests(m, func(e *testenv.Env, s *testenv.Shipped) error {
+		env, shipped = e, s
 		if shipped.Namespace != vaultNamespace {
 			return fmt.Errorf("config/default installs the operator in %s, the tests expect %s", shipped.Namespace, vaultNamespace)
 		}

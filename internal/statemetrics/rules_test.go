@@ -45,11 +45,9 @@ var (
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	testenv.RunTests(m, func(e *testenv.Env) error {
-		env = e
-		var err error
-		shipped, err = env.InstallShipped(context.Background())
-		return err
+	testenv.RunShippedTests(m, func(e *testenv.Env, s *testenv.Shipped) error {
+		env, shipped = e, s
+		return nil
 	})
 }
 

@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -126,6 +127,18 @@ func RunTests(m interface{ Run() int }, setup func(*Env) error) {
 		fmt.Fprintln(os.Stderr, "stop control plane:", err)
 	}
 	os.Exit(code)
+}
+
+// RunShippedTests is RunTests for packages whose tests run the manager as shipped: it
+// installs config/default (InstallShipped) before handing both to setup.
+func RunShippedTests(m interface{ Run() int }, setup func(*Env, *Shipped) error) {
+	RunTests(m, func(e *Env) error {
+		s, err := e.InstallShipped(context.Background())
+		if err != nil {
+			return err
+		}
+		return setup(e, s)
+	})
 }
 
 // ReadRepoYAML decodes a YAML file of the repository (path relative to its root) into
