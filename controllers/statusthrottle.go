@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -30,9 +31,25 @@ func (t *statusThrottle) wait(interval time.Duration, key types.NamespacedName, 
 	defer t.mu.Unlock()
 	last, ok := t.last[key]
 	if !ok {
-		return 0
+		// A process that just started (a restart, a new leader) has written nothing yet,
+		// and every job's status may lag its stored chain by up to the interval: writing
+		// them all at once would be a burst of the most expensive write, competing with
+		// the rotations due. Each job's first routine write is spread over the interval
+		// by its name instead; a change a person watches is still written at once.
+		last = now.Add(-time.Duration(float64(interval) * (1 - spreadFraction(key))))
+		if t.last == nil {
+			t.last = map[types.NamespacedName]time.Time{}
+		}
+		t.last[key] = last
 	}
 	return last.Add(interval).Sub(now)
+}
+
+// spreadFraction is a stable point in [0, 1) for key.
+func spreadFraction(key types.NamespacedName) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key.String()))
+	return float64(h.Sum64()%10000) / 10000
 }
 
 func (t *statusThrottle) written(key types.NamespacedName, now time.Time) {
