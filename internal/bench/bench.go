@@ -45,6 +45,10 @@ type Options struct {
 	FloorWrites int
 	// SkipBurst skips the saturation phase.
 	SkipBurst bool
+	// ChurnJobs ImportJobs on ChurnIssuers TokenIssuers are created and deleted in the
+	// memory-return phase (churn.go; defaults 1000 and 100); SkipChurn skips it.
+	ChurnJobs, ChurnIssuers int
+	SkipChurn               bool
 	// Profile captures CPU and heap profiles of the manager into WorkDir.
 	Profile bool
 	// WorkDir holds the kubeconfig, the manager's log and profiles.
@@ -158,6 +162,8 @@ type Result struct {
 		Breakdown     map[string]int64
 		CPUSeconds    map[string]float64
 	}
+
+	Churn Churn
 
 	Profiles []string
 }
@@ -408,6 +414,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	if !o.SkipBurst {
 		if err := res.burst(ctx, c, cl.Clientset, mgr, mc, tracker, fx, pids, o, say); err != nil {
+			return nil, err
+		}
+	}
+	if !o.SkipChurn {
+		mgr.Stop(20 * time.Second) // the phase's own manager is the only one serving its objects
+		if res.Churn, err = runChurn(ctx, cl, iss.URL, o, say); err != nil {
 			return nil, err
 		}
 	}

@@ -70,6 +70,9 @@ func (r *Result) Targets() []Target {
 		judge(TargetMemory, steady && r.Options.Jobs > 0 && r.Memory.BaselineHeap > 0 && r.Memory.SteadyHeap > 0, noRotation+" (or no heap figures)",
 			f.HeapKiBPerJob <= 20, fmt.Sprintf("%.1f KiB", f.HeapKiBPerJob)),
 	}
+	if !r.Options.SkipChurn {
+		out = append(out, r.Churn.target())
+	}
 	if !r.Options.SkipBurst {
 		b := r.Burst
 		out = append(out, judge(TargetSaturation, f.BurstRate > 0 && f.BurstCeiling > 0, "no rotation in the saturation phase (or no write floor)",
@@ -229,6 +232,9 @@ func (r *Result) Markdown(command string) string {
 		}
 	} else if !o.SkipBurst {
 		w("| Saturated rotation: every job due at once (manager frozen, then resumed) | no rotation measured | ≥ 0.8 | %s |", v[TargetSaturation])
+	}
+	if !o.SkipChurn {
+		w("%s", r.Churn.markdownRow(v[TargetMemoryReturn]))
 	}
 	w("| CPU per rotation, steady (ms) | %s | | |", cpuList(f.CPUmsPerRotation))
 	if f.BurstRate > 0 {

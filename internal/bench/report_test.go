@@ -29,6 +29,7 @@ func goodResult() *Result {
 	b.Jobs, b.Rotated, b.Rotations = 1000, 1000, 1000
 	b.Writes = 2000
 	b.Duration = 2500 * time.Millisecond // 400/s against a ceiling of 900/2 = 450/s: 0.89
+	r.Churn = Churn{Jobs: 1000, Issuers: 100, StartHeap: 10 << 20, PeakHeap: 40 << 20, EndHeap: 10<<20 + 512<<10, Settled: 5 * time.Second}
 	return r
 }
 
@@ -43,8 +44,8 @@ func ids(ts []Target) []string {
 func TestTargetsAllMet(t *testing.T) {
 	r := goodResult()
 	ts := r.Targets()
-	if len(ts) != 7 {
-		t.Fatalf("targets %v, want 7", ids(ts))
+	if len(ts) != 8 {
+		t.Fatalf("targets %v, want 8", ids(ts))
 	}
 	for _, tg := range ts {
 		if !tg.Measured || !tg.Met || tg.Verdict() != harness.Met {
@@ -104,6 +105,30 @@ func TestTargetsMissedIsAFailure(t *testing.T) {
 		t.Errorf("failures %v, want only %q", got, TargetSaturation)
 	}
 	r.Options.SkipBurst = true
+	if got := ids(r.Failures()); len(got) != 0 {
+		t.Errorf("a skipped phase is judged: failures %v", got)
+	}
+}
+
+// TestMemoryReturnTarget: the heap at the end of the memory-return phase is judged
+// against 1.10 of its start; a phase that did not reach its end is not measured, a
+// skipped one not judged.
+func TestMemoryReturnTarget(t *testing.T) {
+	r := goodResult()
+	r.Churn.EndHeap = r.Churn.StartHeap * 12 / 10 // 1.2
+	if got := ids(r.Failures()); !slices.Equal(got, []string{TargetMemoryReturn}) {
+		t.Fatalf("failures %v, want only %q", got, TargetMemoryReturn)
+	}
+	if !strings.Contains(r.Markdown("make bench"), "| 1.200 (heap 10.0 MiB") {
+		t.Errorf("the report does not give the ratio:\n%s", r.Markdown("make bench"))
+	}
+	r.Churn.EndHeap = 0
+	for _, tg := range r.Targets() {
+		if tg.ID == TargetMemoryReturn && (tg.Measured || tg.Verdict() != harness.NotMeasured) {
+			t.Errorf("a phase without an end reading: measured %v, verdict %s", tg.Measured, tg.Verdict())
+		}
+	}
+	r.Options.SkipChurn = true
 	if got := ids(r.Failures()); len(got) != 0 {
 		t.Errorf("a skipped phase is judged: failures %v", got)
 	}

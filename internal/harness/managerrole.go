@@ -40,7 +40,12 @@ func RunManagerRole(args []string) error {
 	vaultNS := fs.String("vault-namespace", "", "vault namespace")
 	concurrency := fs.Int("max-concurrent-reconciles", 0, "ImportJob workers (0: the controller's default)")
 	statsFile := fs.String("stats-file", "", "file to write the stats endpoint's address to")
+	watch := fs.String("watch-namespaces", "", "namespaces to serve besides the vault namespace (empty: every namespace)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	watched, err := manager.ParseWatchNamespaces(*watch)
+	if err != nil {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(false)))
@@ -56,6 +61,7 @@ func RunManagerRole(args []string) error {
 		VaultNamespace:         *vaultNS,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		WatchNamespaces:        watched,
 	})
 	if err != nil {
 		return err
