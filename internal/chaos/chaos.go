@@ -131,9 +131,11 @@ type Common struct {
 	LostChains int
 	// Revoked: ImportJobs with Revoked=True at the end; HeldActive the tokens the operator
 	// held (vault refresh and access tokens) still active at the issuer after that;
-	// ActiveFamilies every live token family at the issuer, including chains replaced after
-	// an unknown outcome, which the controller leaves to expire by design (revoking a
-	// refresh token on Keycloak detaches the client from all of the user's sessions);
+	// ActiveFamilies every live token family at the issuer after the end: chains replaced
+	// after a lost refresh answer are revoked with the job (the development issuer ends a
+	// family on any of its tokens), so what is left are families minted by requests
+	// whose answer no process read (a manager killed during a mint), unknown to the
+	// operator;
 	// VaultLeft the vault Secrets left. HeldRefreshActiveBefore counts the held refresh
 	// tokens active at the issuer just before the end (each job's, so that "inactive
 	// after" proves the revocation); HeldChecked the held tokens not expired on their own
