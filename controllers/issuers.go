@@ -187,6 +187,16 @@ func (c *clientCache) get(ctx context.Context, ref *issuerRef, now time.Time) (i
 	return cl, nil
 }
 
+// forget drops the issuer's client at once (the issuer was deleted).
+func (c *clientCache) forget(uid types.UID) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.entries, uid)
+	c.mu.Unlock()
+}
+
 // prune drops the entries that would be rebuilt at their next use anyway: an issuer
 // that was deleted (or is no longer used) does not keep its client, with its client
 // secret or private key, in memory for longer than maxAge. Called with mu held.

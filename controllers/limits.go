@@ -123,6 +123,19 @@ func (g *issuerGates) acquire(uid types.UID, name string, now time.Time) (func()
 	}, nil
 }
 
+// forget drops the issuer's gate (the issuer was deleted) unless a request still holds
+// a slot of it; an idle gate goes anyway after gateIdle.
+func (g *issuerGates) forget(uid types.UID) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if gt, ok := g.gates[uid]; ok && gt.inFlight == 0 {
+		delete(g.gates, uid)
+	}
+}
+
 // inFlight is how many requests hold a slot of the issuer's gate (for tests).
 func (g *issuerGates) inFlight(uid types.UID) int {
 	g.mu.Lock()
