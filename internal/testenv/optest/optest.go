@@ -98,7 +98,7 @@ func (o *Operator) SetUpNamespace(ctx context.Context, name string) string {
 	if name == "" {
 		ns.GenerateName = "optest-"
 	}
-	if err := env.Client.Create(ctx, ns); err != nil && !(name != "" && apierrors.IsAlreadyExists(err)) {
+	if err := env.Client.Create(ctx, ns); err != nil && (name == "" || !apierrors.IsAlreadyExists(err)) {
 		o.t.Fatal(err)
 	}
 	o.must(env.Client.Create(ctx, &corev1.Secret{
