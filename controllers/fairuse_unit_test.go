@@ -346,3 +346,46 @@ func TestMaxLifetimeCapsALongToken(t *testing.T) {
 		t.Fatalf("issuer calls %v, want a mint and, at the cap, a revocation", calls)
 	}
 }
+
+// TestOrphanRevocationCountsAgainstIssuerLimits: the orphan sweep's revocation of a
+// chain whose ImportJob is gone takes a slot of the issuer's gate too: with the issuer at
+// its cap the chain is left for the next sweep (no error, nothing sent), and it is
+// revoked and deleted once the gate opens.
+func TestOrphanRevocationCountsAgainstIssuerLimits(t *testing.T) {
+	u := newUnitEnv(t, jobtokenv1alpha1.GrantPassword, interceptor.Funcs{})
+	gates := newIssuerGates(IssuerLimits{Concurrency: 1})
+	u.start()
+	ctx := context.Background()
+	j := u.job()
+	j.Finalizers = nil
+	if err := u.r.Update(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.r.Delete(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	sweeper := &OrphanSweeper{
+		Client: u.r.Client, APIReader: u.r.APIReader, Clock: u.clock, VaultNamespace: "vault",
+		clients: newClientCache(u.r.IssuerClients, u.r.APIReader, time.Hour), gates: gates,
+	}
+	u.clock.Step(time.Hour) // past the sweep's grace
+	hold, busy := gates.acquire("issuer-uid", "TokenIssuer/ns/idp", u.clock.Now())
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	calls := len(u.issuer.Calls())
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep with the issuer at its cap: removed %d, error %v; want 0 and no error", n, err)
+	}
+	if got := u.issuer.Calls()[calls:]; len(got) != 0 {
+		t.Fatalf("the issuer was called while its gate was closed: %v", got)
+	}
+	u.chain() // still stored
+	hold()
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep once the gate opened: removed %d, error %v", n, err)
+	}
+	if got := u.issuer.Calls()[calls:]; len(got) != 1 || got[0] != "revoke" {
+		t.Fatalf("issuer calls %v, want one revocation", got)
+	}
+}
