@@ -389,3 +389,38 @@ func TestOrphanRevocationCountsAgainstIssuerLimits(t *testing.T) {
 		t.Fatalf("issuer calls %v, want one revocation", got)
 	}
 }
+
+// TestIssuerGateWaitsBrieflyForASlot: when every slot of an issuer is taken, a request
+// waits up to issuerSlotWait for one to be given back (many jobs due at once go through
+// in turn, not each a retry later), and no longer (a hanging issuer holds a worker no
+// more than that).
+func TestIssuerGateWaitsBrieflyForASlot(t *testing.T) {
+	g := newIssuerGates(IssuerLimits{Concurrency: 1})
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	hold, busy := g.acquire("uid", "idp", now)
+	if busy != nil {
+		t.Fatal(busy.msg)
+	}
+	go func() {
+		time.Sleep(issuerSlotWait / 20)
+		hold()
+	}()
+	release, busy := g.acquire("uid", "idp", now)
+	if busy != nil {
+		t.Fatalf("a slot given back within the wait was not taken: %s", busy.msg)
+	}
+	start := time.Now()
+	_, busy = g.acquire("uid", "idp", now)
+	if busy == nil {
+		t.Fatal("a second request went through while the only slot was held")
+	}
+	if waited := time.Since(start); waited < issuerSlotWait || waited > 50*issuerSlotWait {
+		t.Errorf("a request at a held gate waited %s, want about %s", waited, issuerSlotWait)
+	}
+	release()
+	if r, busy := g.acquire("uid", "idp", now); busy != nil {
+		t.Errorf("after the release: %s", busy.msg)
+	} else {
+		r()
+	}
+}

@@ -11,7 +11,8 @@ import (
 
 // Fair use of shared issuers: each issuer has a gate with a cap on concurrent token
 // requests and a token-bucket rate (golang.org/x/time/rate). A job that finds its
-// issuer's gate closed waits (RequeueAfter) instead of holding a worker, so one issuer
+// issuer's gate closed waits at most issuerSlotWait for a slot, then is requeued
+// (RequeueAfter) instead of holding a worker, so one issuer
 // that hangs, or one tenant's hundreds of jobs, cannot take every worker from the jobs
 // of other issuers, and a rotate-now loop cannot hammer the identity provider.
 
@@ -28,6 +29,12 @@ const (
 	// issuerBusyRetry is how soon a job whose issuer had no free slot looks again: slots
 	// are held only while a request is under way, so one frees up soon.
 	issuerBusyRetry = 200 * time.Millisecond
+	// issuerSlotWait is how long a worker waits for a slot of its issuer to free up before
+	// the job is requeued: a request takes milliseconds, so when many jobs are due at once
+	// (a restart, a failover) a slot frees within this wait, and the jobs go through in
+	// turn instead of each coming back issuerBusyRetry later; an issuer that hangs holds
+	// its slots for the whole request timeout, and then costs a worker no more than this.
+	issuerSlotWait = 100 * time.Millisecond
 	// gateIdle is how long an unused gate is kept (a deleted issuer's gate goes then).
 	gateIdle = 10 * time.Minute
 )
@@ -67,6 +74,9 @@ type issuerGate struct {
 	inFlight int
 	rate     *rate.Limiter
 	lastUsed time.Time
+	// freed is closed (and replaced) whenever a slot is given back, to wake the workers
+	// waiting for one.
+	freed chan struct{}
 }
 
 func newIssuerGates(l IssuerLimits) *issuerGates {
@@ -97,13 +107,30 @@ func (g *issuerGates) acquire(uid types.UID, name string, now time.Time) (func()
 	}
 	gt, ok := g.gates[uid]
 	if !ok {
-		gt = &issuerGate{rate: rate.NewLimiter(rate.Limit(g.limits.Rate), g.limits.Burst)}
+		gt = &issuerGate{rate: rate.NewLimiter(rate.Limit(g.limits.Rate), g.limits.Burst), freed: make(chan struct{})}
 		g.gates[uid] = gt
 	}
 	gt.lastUsed = now
 	if gt.inFlight >= g.limits.Concurrency {
-		return nil, &issuerBusy{after: issuerBusyRetry, msg: fmt.Sprintf(
-			"%s has %d token requests in flight, its limit (--issuer-max-concurrent-requests); waiting for one to end", name, gt.inFlight)}
+		// Wait a little for a slot, without the lock (the wait is in real time: it bounds
+		// how long a worker is held, whatever clock the schedule runs on).
+		deadline := time.NewTimer(issuerSlotWait)
+		defer deadline.Stop()
+		for gt.inFlight >= g.limits.Concurrency {
+			freed := gt.freed
+			g.mu.Unlock()
+			select {
+			case <-freed:
+				g.mu.Lock()
+				continue
+			case <-deadline.C:
+			}
+			g.mu.Lock()
+			if gt.inFlight >= g.limits.Concurrency {
+				return nil, &issuerBusy{after: issuerBusyRetry, msg: fmt.Sprintf(
+					"%s has %d token requests in flight, its limit (--issuer-max-concurrent-requests); waiting for one to end", name, gt.inFlight)}
+			}
+		}
 	}
 	// The limiter is read at the injected clock's time.
 	r := gt.rate.ReserveN(now, 1)
@@ -118,6 +145,8 @@ func (g *issuerGates) acquire(uid types.UID, name string, now time.Time) (func()
 		once.Do(func() {
 			g.mu.Lock()
 			gt.inFlight--
+			close(gt.freed)
+			gt.freed = make(chan struct{})
 			g.mu.Unlock()
 		})
 	}, nil
