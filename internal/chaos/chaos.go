@@ -487,6 +487,7 @@ func (s *scenario) finish(ctx context.Context, c *Common, from, to time.Time) er
 		}
 		return c.Revoked == s.n
 	})
+	s.sayUnrevoked(ctx)
 	_ = testenv.Poll(ctx, 30*time.Second, 500*time.Millisecond, func() bool {
 		vs, err := s.vaults(ctx)
 		c.VaultLeft = len(vs)
@@ -814,4 +815,23 @@ func log2(x float64) float64 {
 		n++
 	}
 	return n
+}
+
+// sayUnrevoked prints the phase and conditions of every job not Revoked at the end, so a
+// failed run says why (conditions carry no token bytes).
+func (s *scenario) sayUnrevoked(ctx context.Context) {
+	for _, k := range s.keys {
+		job := &jobtokenv1alpha1.ImportJob{}
+		if err := s.r.cl.Client.Get(ctx, k, job); err != nil {
+			s.r.say("  not revoked: %s: %v", k, err)
+			continue
+		}
+		if meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionRevoked) {
+			continue
+		}
+		s.r.say("  not revoked: %s: phase %q, finalizers %v, revocation started %v", k, job.Status.Phase, job.Finalizers, job.Status.RevocationStartTime)
+		for _, cond := range job.Status.Conditions {
+			s.r.say("    %s=%s %s: %s", cond.Type, cond.Status, cond.Reason, cond.Message)
+		}
+	}
 }
