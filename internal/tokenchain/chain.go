@@ -79,6 +79,23 @@ func (c *Chain) acquire() (func(), error) {
 	return c.BeforeRequest()
 }
 
+// claim takes the issuer's slot and stores the in-flight marker of op on the chain's
+// current generation, before a request that spends a token; on success the caller holds
+// the slot. A failed write (a conflict: another writer moved the chain, and the next
+// pass starts from it) gives the slot back.
+func (c *Chain) claim(ctx context.Context, op string) (func(), error) {
+	release, err := c.acquire()
+	if err != nil {
+		return nil, err
+	}
+	c.Record.InFlight = Marker(op, c.Record.Generation, c.Now)
+	if err := c.Store.Save(ctx, c.Record); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
 // First mints the job's first pair on a record just created with Initial.
 func (c *Chain) First(ctx context.Context) Outcome {
 	return c.mint(ctx, jobtokenv1alpha1.ReasonMinted, "")
@@ -105,13 +122,8 @@ func (c *Chain) Ensure(ctx context.Context, lostReported bool) Outcome {
 	case r.AccessToken == "" && r.Generation == 0 && !r.GrantRedeemed:
 		// A one-shot input that an earlier pass did not spend (its redeem marker was
 		// cleared on an answer that proves it): mark it again, then redeem it.
-		release, err := c.acquire()
+		release, err := c.claim(ctx, OpRedeem)
 		if err != nil {
-			return Outcome{Kind: Failed, Err: err}
-		}
-		r.InFlight = Marker(OpRedeem, 0, c.Now)
-		if err := c.Store.Save(ctx, r); err != nil {
-			release()
 			return Outcome{Kind: Failed, Err: err}
 		}
 		return c.mintHeld(ctx, jobtokenv1alpha1.ReasonMinted, "", release)
@@ -132,14 +144,8 @@ func (c *Chain) Refresh(ctx context.Context, why string) Outcome {
 		}
 		return Outcome{Kind: Lost, Reason: jobtokenv1alpha1.ReasonDeadChain, Why: "the issuer gave no refresh token and the grant cannot mint again"}
 	}
-	release, err := c.acquire()
+	release, err := c.claim(ctx, OpRefresh)
 	if err != nil {
-		return Outcome{Kind: Failed, Err: err}
-	}
-	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
-	if err := c.Store.Save(ctx, r); err != nil {
-		release()
-		// A conflict means another writer moved the chain: the next pass starts from it.
 		return Outcome{Kind: Failed, Err: err}
 	}
 	ts, err := c.Issuer.Refresh(ctx, r.RefreshToken)
@@ -176,20 +182,14 @@ func (c *Chain) Remint(ctx context.Context, reason, why string) Outcome {
 // Recover replaces a chain that cannot be refreshed: it mints again where the grant
 // can, and otherwise reports the chain Lost, keeping the marker.
 func (c *Chain) Recover(ctx context.Context, reason, why string) Outcome {
-	r := c.Record
 	if !c.CanRemint {
 		return Outcome{Kind: Lost, Reason: reason, Why: why}
-	}
-	release, err := c.acquire()
-	if err != nil {
-		return Outcome{Kind: Failed, Err: err}
 	}
 	// Claim the recovery with a write, and keep the chain marked until a fresh pair is
 	// stored: its refresh token may be spent, so a failed mint must not leave it for a
 	// later refresh to present.
-	r.InFlight = Marker(OpRefresh, r.Generation, c.Now)
-	if err := c.Store.Save(ctx, r); err != nil {
-		release()
+	release, err := c.claim(ctx, OpRefresh)
+	if err != nil {
 		return Outcome{Kind: Failed, Err: err}
 	}
 	return c.mintHeld(ctx, reason, why, release)
