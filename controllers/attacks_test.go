@@ -46,20 +46,14 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 		Data:       map[string][]byte{"refresh_token": []byte(handed)},
 	}))
 	// The attacker's own client Secret, which it may read, for its own issuer.
-	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "attacker-client"},
-		Data:       map[string][]byte{"client-secret": []byte("attacker-secret")},
-	}))
+	h.must(env.Client.Create(h.ctx, testenv.ClientSecret(h.ns, "attacker-client", "attacker-secret")))
 	before := namespaceSecrets(t, h)
 
 	cluster := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "shared-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-				IssuerURL: h.issuer.URL(), ClientID: clientID, ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "cluster-client"},
-				ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-			}},
-			Allowed: jobtokenv1alpha1.ClusterIssuerAllowed{NamespaceSelector: &metav1.LabelSelector{}, Grants: []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantClientCredentials}},
+			TokenIssuerSpec: testenv.DevIssuerSpec(h.issuer.URL(), clientID, "cluster-client"),
+			Allowed:         jobtokenv1alpha1.ClusterIssuerAllowed{NamespaceSelector: &metav1.LabelSelector{}, Grants: []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantClientCredentials}},
 		},
 	}
 	h.must(env.Client.Create(h.ctx, cluster))
@@ -100,7 +94,7 @@ func TestTenantAttacksAreRefused(t *testing.T) {
 	handoverJob := onEvil("empty-handover", jobtokenv1alpha1.GrantRefreshToken)
 	handoverJob.Spec.Credentials.RefreshToken = &jobtokenv1alpha1.RefreshTokenGrant{SecretRef: jobtokenv1alpha1.SecretKeySelector{Name: "handover"}}
 	clusterJob := h.importJob("borrow-cluster-client", jobtokenv1alpha1.GrantClientCredentials)
-	clusterJob.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cluster.Name}
+	clusterJob.Spec.IssuerRef = testenv.OnClusterTokenIssuer(cluster.Name)
 	stealClient := &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "steal-client"},
 		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{

@@ -69,10 +69,7 @@ func TestHangingIssuerDoesNotStarveOthers(t *testing.T) {
 	t.Cleanup(func() { close(done) })
 	h.must(env.Client.Create(h.ctx, &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "hanging"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-			IssuerURL: hanging.URL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
-		}},
+		Spec:       testenv.DevIssuerSpec(hanging.URL, clientID, "client"),
 	}))
 
 	var healthy []*jobtokenv1alpha1.ImportJob

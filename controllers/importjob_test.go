@@ -929,7 +929,7 @@ func TestFOLIOIssuer(t *testing.T) {
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
 	job := h.importJob("folio", jobtokenv1alpha1.GrantPassword)
-	job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+	job.Spec.IssuerRef = testenv.OnClusterTokenIssuer(cti.Name)
 	h.must(env.Client.Create(h.ctx, job))
 	testenv.Eventually(h.t, 30*time.Second, "2 rotations through /authn/refresh", func() bool { return h.getJob(job.Name).Status.Rotations >= 2 })
 	ws, err := h.workerSecret(job)

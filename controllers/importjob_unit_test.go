@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +20,7 @@ import (
 	"github.com/jobtoken/jobtoken/internal/issuer"
 	issuerfake "github.com/jobtoken/jobtoken/internal/issuer/fake"
 	"github.com/jobtoken/jobtoken/internal/scheme"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 	"github.com/jobtoken/jobtoken/internal/tokenchain"
 )
 
@@ -47,17 +47,10 @@ func newUnitEnv(t *testing.T, grant jobtokenv1alpha1.GrantType, funcs intercepto
 		}).
 		WithRefresh(func(context.Context, string) (*issuer.TokenSet, error) { return u.tokens("refreshed"), nil })
 
-	job := &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job", UID: "uid-1", Generation: 1},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef:   jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: "idp"},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{Grant: grant},
-			Rotation:    jobtokenv1alpha1.RotationSpec{Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: 10 * time.Second}},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "w", Image: "busybox"}},
-			}}}},
-		},
-	}
+	job := testenv.ImportJob("ns", "job", testenv.OnTokenIssuer("idp"), "user")
+	job.UID, job.Generation = "uid-1", 1
+	job.Spec.Credentials = jobtokenv1alpha1.CredentialsSpec{Grant: grant}
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: 10 * time.Second}}
 	switch grant {
 	case jobtokenv1alpha1.GrantPassword:
 		job.Spec.Credentials.Password = &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}}

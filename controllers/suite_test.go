@@ -139,20 +139,11 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "it-"}}
 	h.must(env.Client.Create(ctx, nsObj))
 	h.ns = nsObj.Name
-	h.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "client"},
-		Data:       map[string][]byte{"client-secret": []byte(clientSecret)},
-	}))
-	h.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "user"},
-		Data:       map[string][]byte{"username": []byte(userName), "password": []byte(userPassword)},
-	}))
+	h.must(env.Client.Create(ctx, testenv.ClientSecret(h.ns, "client", clientSecret)))
+	h.must(env.Client.Create(ctx, testenv.UserSecret(h.ns, "user", userName, userPassword)))
 	h.must(env.Client.Create(ctx, &jobtokenv1alpha1.TokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "dev"},
-		Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-			IssuerURL: srv.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-			ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "client"},
-		}},
+		Spec:       testenv.DevIssuerSpec(srv.URL(), clientID, "client"),
 	}))
 	return h
 }
@@ -183,7 +174,7 @@ func (h *harness) startManager(opts managerOptions) *runningManager {
 	if opts.name != "" {
 		logger = logger.WithValues("manager", opts.name)
 	}
-	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
+	mgr, err := testenv.StartManager(h.ctx, shipped.ManagerConfig(env), manager.Options{
 		VaultNamespace:     vaultNamespace,
 		LeaderElection:     opts.leaderElection,
 		LeaseDuration:      4 * time.Second,
@@ -192,38 +183,25 @@ func (h *harness) startManager(opts managerOptions) *runningManager {
 		Metrics:            metricsserver.Options{BindAddress: "0"},
 		Logger:             &logger,
 		SkipNameValidation: true,
+	}, func(mgr ctrl.Manager) error {
+		return SetupAll(mgr, Config{
+			VaultNamespace:      vaultNamespace,
+			IssuerCheckInterval: time.Second,
+			RevocationBudget:    revocationBudget,
+			MaxRetryBackoff:     4 * time.Second,
+			OrphanSweepInterval: 2 * time.Second,
+			OrphanGrace:         time.Second,
+			// Tests ask for rotations seconds apart.
+			RotateNowMinInterval: time.Second,
+			// Every status change is written, so the tests read counters without waiting.
+			StatusInterval: -1,
+		})
 	})
 	h.must(err)
-	h.must(SetupAll(mgr, Config{
-		VaultNamespace:      vaultNamespace,
-		IssuerCheckInterval: time.Second,
-		RevocationBudget:    revocationBudget,
-		MaxRetryBackoff:     4 * time.Second,
-		OrphanSweepInterval: 2 * time.Second,
-		OrphanGrace:         time.Second,
-		// Tests ask for rotations seconds apart.
-		RotateNowMinInterval: time.Second,
-		// Every status change is written, so the tests read counters without waiting.
-		StatusInterval: -1,
-	}))
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(ctx); err != nil {
-			h.t.Errorf("manager stopped: %v", err)
-		}
-	}()
-	var once sync.Once
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				h.t.Errorf("manager did not stop within 30s")
-			}
-		})
+		if err := mgr.Stop(); err != nil {
+			h.t.Error(err)
+		}
 	}
 	h.stops = append(h.stops, stop)
 	return &runningManager{stop: stop, elected: mgr.Elected()}
@@ -241,22 +219,10 @@ func (h *harness) runningJob(name string, grant jobtokenv1alpha1.GrantType) *job
 // importJob returns an ImportJob on the harness issuer with fast rotation settings.
 func (h *harness) importJob(name string, grant jobtokenv1alpha1.GrantType) *jobtokenv1alpha1.ImportJob {
 	h.jobs = append(h.jobs, name)
-	job := &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef:   jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: "dev"},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{Grant: grant},
-			Rotation: jobtokenv1alpha1.RotationSpec{
-				Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second},
-			},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "worker", Image: "busybox"}},
-			}}}},
-		},
-	}
-	if grant == jobtokenv1alpha1.GrantPassword {
-		job.Spec.Credentials.Password = &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}}
+	job := testenv.ImportJob(h.ns, name, testenv.OnTokenIssuer("dev"), "user")
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Fraction: "0.5", Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second}}
+	if grant != jobtokenv1alpha1.GrantPassword {
+		job.Spec.Credentials = jobtokenv1alpha1.CredentialsSpec{Grant: grant}
 	}
 	return job
 }
@@ -342,27 +308,11 @@ func (h *harness) leaseHolder() string {
 	return *lease.Spec.HolderIdentity
 }
 
-// tokenNeedles returns what must never appear in an output: every token the issuer
-// issued and, for JWTs, their signature part alone.
-func (h *harness) tokenNeedles() []string {
-	var out []string
-	for _, tok := range h.issuer.Issued().All() {
-		out = append(out, tok)
-		if parts := strings.Split(tok, "."); len(parts) == 3 && len(parts[2]) >= 16 {
-			out = append(out, parts[2])
-		}
-	}
-	return out
-}
-
-// assertNoTokens fails if text holds any of the needles.
-func (h *harness) assertNoTokens(where, text string, needles []string) {
+// assertNoTokens fails if text holds the bytes of a token the scan looks for.
+func (h *harness) assertNoTokens(where, text string, scan *testenv.TokenScan) {
 	h.t.Helper()
-	for _, n := range needles {
-		if strings.Contains(text, n) {
-			h.t.Errorf("token bytes found in %s", where)
-			return
-		}
+	if scan.Found(text) {
+		h.t.Errorf("token bytes found in %s", where)
 	}
 }
 
@@ -382,11 +332,11 @@ func (h *harness) scanOutputs() {
 	if !mentioned {
 		h.t.Errorf("the manager's logs mention none of the ImportJobs %v: the token scan would prove nothing", h.jobs)
 	}
-	needles := h.tokenNeedles()
-	if len(needles) == 0 {
+	scan := testenv.NewTokenScan(h.issuer.Issued().All())
+	if scan.Empty() {
 		return
 	}
-	h.assertNoTokens("the manager's logs", logs, needles)
+	h.assertNoTokens("the manager's logs", logs, scan)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	events := &corev1.EventList{}
@@ -405,6 +355,6 @@ func (h *harness) scanOutputs() {
 		if err != nil {
 			h.t.Errorf("marshal %s: %v", what.where, err)
 		}
-		h.assertNoTokens(what.where, string(data), needles)
+		h.assertNoTokens(what.where, string(data), scan)
 	}
 }

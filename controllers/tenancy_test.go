@@ -305,7 +305,7 @@ func TestClusterIssuerCannotReadAChain(t *testing.T) {
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
 	thief := h.importJob("thief", jobtokenv1alpha1.GrantClientCredentials)
-	thief.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+	thief.Spec.IssuerRef = testenv.OnClusterTokenIssuer(cti.Name)
 	h.must(env.Client.Create(h.ctx, thief))
 
 	var msg string
@@ -348,36 +348,27 @@ func allowNamespace(ns string, grants ...jobtokenv1alpha1.GrantType) jobtokenv1a
 func TestClusterIssuerServesOnlyWhatItAllows(t *testing.T) {
 	h := newHarness(t, harnessOptions{issuer: devissuer.Config{AccessTokenTTL: 10 * time.Minute}})
 	clientRef := "cti-client-" + h.ns
-	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: vaultNamespace, Name: clientRef},
-		Data:       map[string][]byte{"client-secret": []byte(clientSecret)},
-	}))
+	h.must(env.Client.Create(h.ctx, testenv.ClientSecret(vaultNamespace, clientRef, clientSecret)))
 	t.Cleanup(func() {
 		_ = env.Client.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: vaultNamespace, Name: clientRef}})
 	})
 	cti := &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: "shared-" + h.ns},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-				IssuerURL: h.issuer.URL(), ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: clientRef},
-				Scopes:          []string{"import"},
-			}},
-			Allowed: allowNamespace(h.ns, jobtokenv1alpha1.GrantPassword),
+			TokenIssuerSpec: testenv.DevIssuerSpec(h.issuer.URL(), clientID, clientRef),
+			Allowed:         allowNamespace(h.ns, jobtokenv1alpha1.GrantPassword),
 		},
 	}
+	cti.Spec.OAuth2.Scopes = []string{"import"}
 	h.must(env.Client.Create(h.ctx, cti))
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), cti) })
 	other := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "other-"}}
 	h.must(env.Client.Create(h.ctx, other))
-	h.must(env.Client.Create(h.ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: other.Name, Name: "user"},
-		Data:       map[string][]byte{"username": []byte(userName), "password": []byte(userPassword)},
-	}))
+	h.must(env.Client.Create(h.ctx, testenv.UserSecret(other.Name, "user", userName, userPassword)))
 	h.startManager(managerOptions{})
 
 	onShared := func(job *jobtokenv1alpha1.ImportJob) *jobtokenv1alpha1.ImportJob {
-		job.Spec.IssuerRef = jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: cti.Name}
+		job.Spec.IssuerRef = testenv.OnClusterTokenIssuer(cti.Name)
 		return job
 	}
 	allowed := onShared(h.importJob("allowed", jobtokenv1alpha1.GrantPassword))

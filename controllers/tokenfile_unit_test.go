@@ -26,7 +26,7 @@ func TestTokenFileReadableByNonRoot(t *testing.T) {
 		sc   *corev1.SecurityContext
 		want string // in the message; empty: no condition
 	}{
-		{"pod user without fsGroup", &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000)}, nil, `container "w" runs as user 1000`},
+		{"pod user without fsGroup", &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000)}, nil, `container "importer" runs as user 1000`},
 		{"container user without fsGroup", nil, &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532)}, "user 65532"},
 		{"runAsNonRoot without fsGroup", &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true)}, nil, "non-root user"},
 		{"fsGroup", &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)}, nil, ""},

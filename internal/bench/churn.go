@@ -97,10 +97,8 @@ func runChurn(ctx context.Context, cl *harness.Cluster, issuerURL string, o Opti
 		namespaces = append(namespaces, ns)
 		objs = append(objs,
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "issuer-client"},
-				Data: map[string][]byte{"client-secret": []byte(harness.ClientSecret)}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user"},
-				Data: map[string][]byte{"username": []byte(harness.UserName), "password": []byte(harness.UserPassword)}})
+			testenv.ClientSecret(ns, "issuer-client", harness.ClientSecret),
+			testenv.UserSecret(ns, "user", harness.UserName, harness.UserPassword))
 	}
 	for _, obj := range objs {
 		if err := c.Create(ctx, obj); err != nil {
@@ -138,30 +136,14 @@ func runChurn(ctx context.Context, cl *harness.Cluster, issuerURL string, o Opti
 		k := issuerKey(i)
 		return c.Create(ctx, &jobtokenv1alpha1.TokenIssuer{
 			ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name},
-			Spec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-				IssuerURL: issuerURL, ClientID: harness.ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
-			}},
+			Spec:       testenv.DevIssuerSpec(issuerURL, harness.ClientID, "issuer-client"),
 		})
 	}); err != nil {
 		return res, err
 	}
 	if err := harness.ForEach(ctx, o.ChurnJobs, o.CreateConcurrency, func(j int) error {
 		k := issuerKey(j % o.ChurnIssuers)
-		return c.Create(ctx, &jobtokenv1alpha1.ImportJob{
-			ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: fmt.Sprintf("churn-%05d", j)},
-			Spec: jobtokenv1alpha1.ImportJobSpec{
-				IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: k.Name},
-				Credentials: jobtokenv1alpha1.CredentialsSpec{
-					Grant:    jobtokenv1alpha1.GrantPassword,
-					Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}},
-				},
-				Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-					RestartPolicy: corev1.RestartPolicyNever,
-					Containers:    []corev1.Container{{Name: "importer", Image: "registry.example.com/marc-importer:1.4"}},
-				}}}},
-			},
-		})
+		return c.Create(ctx, testenv.ImportJob(k.Namespace, fmt.Sprintf("churn-%05d", j), testenv.OnTokenIssuer(k.Name), "user"))
 	}); err != nil {
 		return res, err
 	}

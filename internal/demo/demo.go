@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -345,17 +346,11 @@ func setupCluster(ctx context.Context, cl client.Client, issuerURL string, o Opt
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: vaultNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: vaultNamespace, Name: "import-jobs-client"},
-			Data: map[string][]byte{"client-secret": []byte(clientSecret)}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "import-system-user"},
-			Data: map[string][]byte{"username": []byte(systemUser), "password": []byte(systemPass)}},
+		testenv.ClientSecret(vaultNamespace, "import-jobs-client", clientSecret),
+		testenv.UserSecret(namespace, "import-system-user", systemUser, systemPass),
 		&jobtokenv1alpha1.ClusterTokenIssuer{ObjectMeta: metav1.ObjectMeta{Name: "dev"},
 			Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-				// The development issuer listens on loopback http.
-				TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-					IssuerURL: issuerURL, ClientID: clientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-					ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "import-jobs-client"},
-				}},
+				TokenIssuerSpec: testenv.DevIssuerSpec(issuerURL, clientID, "import-jobs-client"),
 				Allowed: jobtokenv1alpha1.ClusterIssuerAllowed{
 					Namespaces: []string{namespace}, Grants: []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantPassword},
 				},
@@ -373,49 +368,26 @@ func startManager(ctx context.Context, env *testenv.Env, logTo io.Writer) (func(
 	logger := zap.New(zap.WriteTo(logTo))
 	// Libraries that log through the global logger (client-go's reflectors) go there too.
 	ctrllog.SetLogger(logger)
-	mgr, err := manager.New(env.Config, manager.Options{
+	mgr, err := testenv.StartManager(ctx, env.Config, manager.Options{
 		VaultNamespace: vaultNamespace, LeaderElection: false,
 		Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger,
+	}, func(mgr ctrl.Manager) error {
+		return controllers.SetupAll(mgr, controllers.Config{VaultNamespace: vaultNamespace, IssuerCheckInterval: 2 * time.Second})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: vaultNamespace, IssuerCheckInterval: 2 * time.Second}); err != nil {
-		return nil, err
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mctx); err != nil {
-			_, _ = fmt.Fprintln(logTo, "manager:", err)
-		}
-	}()
 	return func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
+		if err := mgr.Stop(); err != nil {
+			_, _ = fmt.Fprintln(logTo, err)
 		}
 	}, nil
 }
 
 func importJob(o Options) *jobtokenv1alpha1.ImportJob {
-	return &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: jobName},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: "dev"},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{
-				Grant:    jobtokenv1alpha1.GrantPassword,
-				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "import-system-user"}},
-			},
-			Rotation: jobtokenv1alpha1.RotationSpec{PropagationBudget: &metav1.Duration{Duration: o.PropagationBudget}},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "importer", Image: "registry.example.com/marc-importer:1.4"}},
-			}}}},
-		},
-	}
+	job := testenv.ImportJob(namespace, jobName, testenv.OnClusterTokenIssuer("dev"), "import-system-user")
+	job.Spec.Rotation.PropagationBudget = &metav1.Duration{Duration: o.PropagationBudget}
+	return job
 }
 
 // passwordToken logs the submitting user in, as the UI would, and returns the access token.

@@ -476,10 +476,8 @@ func workerArgs(url string, n int64, rate float64) []string {
 func setup(ctx context.Context, c client.Client, fastURL, slowURL string) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: jobNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "import-jobs-client"},
-			Data: map[string][]byte{"client-secret": []byte(clientSecret)}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: jobNamespace, Name: "import-system-user"},
-			Data: map[string][]byte{"username": []byte(systemUser), "password": []byte(systemPass)}},
+		testenv.ClientSecret(operatorNamespace, "import-jobs-client", clientSecret),
+		testenv.UserSecret(jobNamespace, "import-system-user", systemUser, systemPass),
 	}
 	// The development issuer speaks plain http on the host's bridge address; the issuer
 	// must allow that explicitly (insecureAllowPlainHTTP). Written as unstructured so that
@@ -513,35 +511,27 @@ func setup(ctx context.Context, c client.Client, fastURL, slowURL string) error 
 // importJob is an ImportJob whose workers run the example worker as a non-root user. The
 // token file is mode 0400: fsGroup makes the kubelet give it to the workers' group.
 func importJob(name, issuer, image string, workers int32, backoff int32, budget time.Duration, nudge bool, args []string) *jobtokenv1alpha1.ImportJob {
-	return &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: jobNamespace, Name: name},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: issuer},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{
-				Grant:    jobtokenv1alpha1.GrantPassword,
-				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "import-system-user"}},
+	job := testenv.ImportJob(jobNamespace, name, testenv.OnClusterTokenIssuer(issuer), "import-system-user")
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{PropagationBudget: &metav1.Duration{Duration: budget}, NudgePods: ptr.To(nudge)}
+	job.Spec.Template = batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+		Parallelism: ptr.To(workers), Completions: ptr.To(workers), BackoffLimit: ptr.To(backoff),
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy:                corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: ptr.To(false),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](workerUser), FSGroup: ptr.To[int64](workerUser),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			Rotation: jobtokenv1alpha1.RotationSpec{PropagationBudget: &metav1.Duration{Duration: budget}, NudgePods: ptr.To(nudge)},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
-				Parallelism: ptr.To(workers), Completions: ptr.To(workers), BackoffLimit: ptr.To(backoff),
-				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-					RestartPolicy:                corev1.RestartPolicyNever,
-					AutomountServiceAccountToken: ptr.To(false),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](workerUser), FSGroup: ptr.To[int64](workerUser),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers: []corev1.Container{{
-						Name: "importer", Image: image, Args: args,
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
-				}},
+			Containers: []corev1.Container{{
+				Name: "importer", Image: image, Args: args,
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
 			}},
-		},
-	}
+		}},
+	}}
+	return job
 }
 
 func jobPods(ctx context.Context, cs kubernetes.Interface, job string) []corev1.Pod {

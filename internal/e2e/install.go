@@ -28,6 +28,7 @@ import (
 	jobtokenv1alpha1 "github.com/jobtoken/jobtoken/api/v1alpha1"
 	"github.com/jobtoken/jobtoken/internal/chartgen"
 	"github.com/jobtoken/jobtoken/internal/scheme"
+	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 // The install methods RunInstalls knows.
@@ -129,8 +130,7 @@ func RunInstalls(ctx context.Context, o Options, methods []string) (rep *Install
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: jobNamespace}}); err != nil {
 		return rep, err
 	}
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: jobNamespace, Name: "import-system-user"},
-		Data: map[string][]byte{"username": []byte(systemUser), "password": []byte(systemPass)}}); err != nil {
+	if err := c.Create(ctx, testenv.UserSecret(jobNamespace, "import-system-user", systemUser, systemPass)); err != nil {
 		return rep, err
 	}
 	for _, m := range methods {
@@ -291,8 +291,7 @@ func installPhase(ctx context.Context, o Options, ph *InstallPhase, c client.Cli
 	say("%s: %d manager pods Ready in %s, leader %s", ph.Method, len(pods.Items), ph.Ready.Round(100*time.Millisecond), ph.Leader)
 
 	// The issuer's client secret lives in the operator namespace the manifest made.
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ph.Namespace, Name: "import-jobs-client"},
-		Data: map[string][]byte{"client-secret": []byte(clientSecret)}}); err != nil {
+	if err := c.Create(ctx, testenv.ClientSecret(ph.Namespace, "import-jobs-client", clientSecret)); err != nil {
 		return err
 	}
 	ci := &unstructured.Unstructured{Object: map[string]any{

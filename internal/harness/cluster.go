@@ -225,25 +225,19 @@ func SetupFixture(ctx context.Context, c client.Client, prefix string, namespace
 	f := &Fixture{VaultNamespace: prefix + "-vault", IssuerName: prefix}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: f.VaultNamespace}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.VaultNamespace, Name: "issuer-client"},
-			Data: map[string][]byte{"client-secret": []byte(ClientSecret)}},
+		testenv.ClientSecret(f.VaultNamespace, "issuer-client", ClientSecret),
 	}
 	for i := range namespaces {
 		ns := fmt.Sprintf("%s-%d", prefix, i)
 		f.Namespaces = append(f.Namespaces, ns)
 		objs = append(objs,
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{benchNamespaceLabel: prefix}}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: userSecret},
-				Data: map[string][]byte{"username": []byte(UserName), "password": []byte(UserPassword)}})
+			testenv.UserSecret(ns, userSecret, UserName, UserPassword))
 	}
 	objs = append(objs, &jobtokenv1alpha1.ClusterTokenIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: f.IssuerName},
 		Spec: jobtokenv1alpha1.ClusterTokenIssuerSpec{
-			// The benchmark's issuer listens on loopback http.
-			TokenIssuerSpec: jobtokenv1alpha1.TokenIssuerSpec{InsecureAllowPlainHTTP: true, OAuth2: &jobtokenv1alpha1.OAuth2IssuerSpec{
-				IssuerURL: issuerURL, ClientID: ClientID, ClientAuth: jobtokenv1alpha1.ClientAuthSecretBasic,
-				ClientSecretRef: &jobtokenv1alpha1.SecretKeySelector{Name: "issuer-client"},
-			}},
+			TokenIssuerSpec: testenv.DevIssuerSpec(issuerURL, ClientID, "issuer-client"),
 			Allowed: jobtokenv1alpha1.ClusterIssuerAllowed{
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{benchNamespaceLabel: prefix}},
 				Grants:            []jobtokenv1alpha1.GrantType{jobtokenv1alpha1.GrantPassword},
@@ -269,21 +263,8 @@ type JobSpec struct {
 // spread over the namespaces.
 func (f *Fixture) ImportJob(i int, spec JobSpec) *jobtokenv1alpha1.ImportJob {
 	ns := f.Namespaces[i%len(f.Namespaces)]
-	job := &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("import-%05d", i)},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindClusterTokenIssuer, Name: f.IssuerName},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{
-				Grant:    jobtokenv1alpha1.GrantPassword,
-				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: userSecret}},
-			},
-			Rotation: jobtokenv1alpha1.RotationSpec{Fraction: spec.Fraction, Jitter: spec.Jitter},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "importer", Image: "registry.example.com/marc-importer:1.4"}},
-			}}}},
-		},
-	}
+	job := testenv.ImportJob(ns, fmt.Sprintf("import-%05d", i), testenv.OnClusterTokenIssuer(f.IssuerName), userSecret)
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Fraction: spec.Fraction, Jitter: spec.Jitter}
 	if spec.PropagationBudget > 0 {
 		job.Spec.Rotation.PropagationBudget = &metav1.Duration{Duration: spec.PropagationBudget}
 	}

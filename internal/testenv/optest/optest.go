@@ -101,14 +101,8 @@ func (o *Operator) SetUpNamespace(ctx context.Context, name string) string {
 	if err := env.Client.Create(ctx, ns); err != nil && (name == "" || !apierrors.IsAlreadyExists(err)) {
 		o.t.Fatal(err)
 	}
-	o.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "client"},
-		Data:       map[string][]byte{"client-secret": []byte("jobs-secret")},
-	}))
-	o.must(env.Client.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "user"},
-		Data:       map[string][]byte{"username": []byte("importer"), "password": []byte("importer-password")},
-	}))
+	o.must(env.Client.Create(ctx, testenv.ClientSecret(ns.Name, "client", "jobs-secret")))
+	o.must(env.Client.Create(ctx, testenv.UserSecret(ns.Name, "user", "importer", "importer-password")))
 	// Unstructured, so that the development issuer's plain http is allowed explicitly
 	// where the API has that switch (an unknown field is dropped where it has not).
 	o.must(env.Client.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
@@ -129,33 +123,26 @@ func (o *Operator) RunManager(ctx context.Context, shipped *testenv.Shipped, set
 	t := o.t
 	env := o.env
 	logger := zap.New(zap.WriteTo(o.Logs))
-	mgr, err := manager.New(shipped.ManagerConfig(env), manager.Options{
+	mgr, err := testenv.StartManager(ctx, shipped.ManagerConfig(env), manager.Options{
 		VaultNamespace: shipped.Namespace, Metrics: metricsserver.Options{BindAddress: "0"}, Logger: &logger, SkipNameValidation: true,
 		WatchNamespaces: o.watch,
+	}, func(mgr ctrl.Manager) error {
+		if err := controllers.SetupAll(mgr, controllers.Config{
+			VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second,
+			// Tests ask for rotations in quick succession.
+			RotateNowMinInterval: time.Second,
+		}); err != nil {
+			return err
+		}
+		if setup != nil {
+			return setup(mgr)
+		}
+		return nil
 	})
 	o.must(err)
-	o.must(controllers.SetupAll(mgr, controllers.Config{
-		VaultNamespace: shipped.Namespace, IssuerCheckInterval: time.Second, RevocationBudget: 10 * time.Second,
-		// Tests ask for rotations in quick succession.
-		RotateNowMinInterval: time.Second,
-	}))
-	if setup != nil {
-		o.must(setup(mgr))
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mctx); err != nil {
-			t.Errorf("manager stopped: %v", err)
-		}
-	}()
 	t.Cleanup(func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("the manager did not stop within 30s")
+		if err := mgr.Stop(); err != nil {
+			t.Error(err)
 		}
 	})
 }
@@ -171,21 +158,9 @@ func (o *Operator) must(err error) {
 // (so it holds a refresh chain), rotated at 70% of the token's life without jitter, with
 // a one-second propagation budget.
 func (o *Operator) ImportJob(name string) *jobtokenv1alpha1.ImportJob {
-	return &jobtokenv1alpha1.ImportJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: name},
-		Spec: jobtokenv1alpha1.ImportJobSpec{
-			IssuerRef: jobtokenv1alpha1.IssuerReference{Kind: jobtokenv1alpha1.IssuerKindTokenIssuer, Name: IssuerName},
-			Credentials: jobtokenv1alpha1.CredentialsSpec{
-				Grant:    jobtokenv1alpha1.GrantPassword,
-				Password: &jobtokenv1alpha1.PasswordGrant{SecretRef: jobtokenv1alpha1.LocalSecretReference{Name: "user"}},
-			},
-			Rotation: jobtokenv1alpha1.RotationSpec{Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second}},
-			Template: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers:    []corev1.Container{{Name: "worker", Image: "busybox"}},
-			}}}},
-		},
-	}
+	job := testenv.ImportJob(o.Namespace, name, testenv.OnTokenIssuer(IssuerName), "user")
+	job.Spec.Rotation = jobtokenv1alpha1.RotationSpec{Jitter: "0", PropagationBudget: &metav1.Duration{Duration: time.Second}}
+	return job
 }
 
 // RunningJob creates o.ImportJob(name) and waits, up to 30 s, until it runs.
