@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsfilters "sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -20,7 +19,7 @@ import (
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/issuer"
 	"github.com/jobtoken/jobtoken/internal/manager"
-	"github.com/jobtoken/jobtoken/internal/statemetrics"
+	"github.com/jobtoken/jobtoken/internal/operator"
 	"github.com/jobtoken/jobtoken/internal/version"
 )
 
@@ -100,20 +99,8 @@ func main() {
 		log.Error(err, "Invalid flag")
 		os.Exit(1)
 	}
-	if err := controllers.SetupAll(mgr, cfg); err != nil {
-		log.Error(err, "Unable to set up the controllers")
-		os.Exit(1)
-	}
-	if err := statemetrics.Register(mgr, ctrlmetrics.Registry); err != nil {
-		log.Error(err, "Unable to set up the state metrics")
-		os.Exit(1)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		log.Error(err, "Unable to set up the health check")
-		os.Exit(1)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		log.Error(err, "Unable to set up the ready check")
+	if err := operator.Setup(mgr, cfg, ctrlmetrics.Registry); err != nil {
+		log.Error(err, "Unable to set up the operator")
 		os.Exit(1)
 	}
 	log.Info("Starting manager", "version", version.Version, "vaultNamespace", opts.VaultNamespace, "leaderElection", opts.LeaderElection,

@@ -26,11 +26,12 @@ import (
 
 	"github.com/jobtoken/jobtoken/controllers"
 	"github.com/jobtoken/jobtoken/internal/manager"
+	"github.com/jobtoken/jobtoken/internal/operator"
 	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
 // RunManagerRole is the benchmark's manager process (`bench manager ...`): exactly what
-// cmd/manager runs (manager.New and controllers.SetupAll with the production defaults,
+// cmd/manager runs (manager.New and operator.Setup with the production defaults,
 // no client-side rate limit, leader election off), plus a stats endpoint on 127.0.0.1
 // that reports the API requests it sent (by verb and resource), its heap, the
 // controllers' metrics, and net/http/pprof.
@@ -66,7 +67,7 @@ func RunManagerRole(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := controllers.SetupAll(mgr, controllers.Config{VaultNamespace: *vaultNS, MaxConcurrentReconciles: *concurrency}); err != nil {
+	if err := operator.Setup(mgr, controllers.Config{VaultNamespace: *vaultNS, MaxConcurrentReconciles: *concurrency}, metrics.Registry); err != nil {
 		return err
 	}
 
