@@ -53,7 +53,7 @@ func main() {
 	if o.ManagerBin == "" {
 		o.ManagerBin = filepath.Join(root, "bin", "manager")
 		fmt.Println("building cmd/manager into", o.ManagerBin)
-		if err := harness.BuildManager(ctx, root, o.ManagerBin); err != nil {
+		if err := testenv.BuildManager(ctx, root, o.ManagerBin); err != nil {
 			fail(err)
 		}
 	}

@@ -228,7 +228,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Concurrency > 0 {
 		args = append(args, "--max-concurrent-reconciles", strconv.Itoa(o.Concurrency))
 	}
-	mgr, err := harness.StartProc("manager", o.Bin, args, filepath.Join(o.WorkDir, "manager.log"))
+	mgr, err := testenv.StartProc("manager", o.Bin, args, filepath.Join(o.WorkDir, "manager.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func (res *Result) noop(ctx context.Context, c client.Client, mc *harness.Manage
 // burst freezes the manager until every job is due, measures the floor again with the
 // jobs' objects in place, then lets the manager catch up: rotation throughput when
 // saturated.
-func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr *harness.Proc, mc *harness.ManagerClient, tracker *harness.Tracker, fx *harness.Fixture,
+func (res *Result) burst(ctx context.Context, c client.Client, cs kubernetes.Interface, mgr *testenv.Proc, mc *harness.ManagerClient, tracker *harness.Tracker, fx *harness.Fixture,
 	pids map[string]int, o Options, say func(string, ...any)) error {
 	conc := o.Concurrency
 	if conc <= 0 {

@@ -114,7 +114,7 @@ func runChurn(ctx context.Context, cl *harness.Cluster, issuerURL string, o Opti
 	_ = os.Remove(statsFile)
 	args := []string{"manager", "--kubeconfig", cl.Kubeconfig, "--vault-namespace", vault, "--stats-file", statsFile,
 		"--watch-namespaces", strings.Join(namespaces, ",")}
-	mgr, err := harness.StartProc("churn-manager", o.Bin, args, filepath.Join(o.WorkDir, "churn-manager.log"))
+	mgr, err := testenv.StartProc("churn-manager", o.Bin, args, filepath.Join(o.WorkDir, "churn-manager.log"))
 	if err != nil {
 		return res, err
 	}

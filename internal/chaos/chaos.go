@@ -236,7 +236,7 @@ type scenario struct {
 	keys    []client.ObjectKey
 	ttl     time.Duration
 	stopTr  context.CancelFunc
-	procs   []*harness.Proc
+	procs   []*testenv.Proc
 	n       int
 	// kills are the times the manager was SIGKILLed, for the timeline.
 	kills []time.Time
@@ -289,8 +289,8 @@ func (s *scenario) managerArgs(leader bool) []string {
 	return args
 }
 
-func (s *scenario) startManager(name string, leader bool) (*harness.Proc, error) {
-	p, err := harness.StartProc(name, s.r.o.ManagerBin, s.managerArgs(leader), filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
+func (s *scenario) startManager(name string, leader bool) (*testenv.Proc, error) {
+	p, err := testenv.StartProc(name, s.r.o.ManagerBin, s.managerArgs(leader), filepath.Join(s.r.o.WorkDir, s.name+"-"+name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +374,7 @@ func (s *scenario) lostChains(ctx context.Context) (int, error) {
 // has a request in flight, and reads the generations and the issuer's counters there, so
 // that the two can be compared: no rotation can land between the two reads.
 func (s *scenario) quietSnapshot(ctx context.Context, c *Common) ([]heldToken, error) {
-	var live []*harness.Proc
+	var live []*testenv.Proc
 	for _, p := range s.procs {
 		if !p.Exited() {
 			live = append(live, p)
@@ -666,7 +666,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 		return nil, err
 	}
 	defer s.close()
-	procs := map[string]*harness.Proc{}
+	procs := map[string]*testenv.Proc{}
 	for _, name := range []string{"a", "b"} {
 		if procs[name], err = s.startManager(name, true); err != nil {
 			return nil, err
@@ -770,7 +770,7 @@ func (s *scenario) waitNewLeader(ctx context.Context, old string) (string, error
 // the lease and is still running.
 func (s *scenario) currentLeader() string {
 	for _, name := range []string{"a", "b"} {
-		var p *harness.Proc
+		var p *testenv.Proc
 		for _, q := range s.procs {
 			if q.Name == name {
 				p = q

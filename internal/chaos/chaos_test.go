@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jobtoken/jobtoken/internal/harness"
 	"github.com/jobtoken/jobtoken/internal/testenv"
 )
 
@@ -25,7 +24,7 @@ func TestChaosShort(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "manager")
-	if err := harness.BuildManager(ctx, root, bin); err != nil {
+	if err := testenv.BuildManager(ctx, root, bin); err != nil {
 		t.Fatal(err)
 	}
 	// Token lifetimes leave the rotation a window of seconds, as in production where it is

@@ -264,7 +264,7 @@ type ManagerClient struct {
 }
 
 // WaitManagerStats waits for the role to write its stats address into file.
-func WaitManagerStats(ctx context.Context, file string, p *Proc, timeout time.Duration) (*ManagerClient, error) {
+func WaitManagerStats(ctx context.Context, file string, p *testenv.Proc, timeout time.Duration) (*ManagerClient, error) {
 	var addr string
 	err := testenv.Poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		if p.Exited() {

@@ -139,31 +139,20 @@ func runPreviousManager(t *testing.T, ctx context.Context, bin string, shipped *
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	must(t, clientcmd.WriteToFile(*cfg, path))
-	logs := &testenv.LogBuffer{}
-	cmd := exec.Command(bin, "--kubeconfig", path, "--vault-namespace", shipped.Namespace, "--leader-elect=false",
-		"--health-probe-bind-address=0", "--metrics-bind-address=0")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	must(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	stopped := false
+	logPath := filepath.Join(t.TempDir(), "previous-manager.log")
+	proc, err := testenv.StartProc("the previous manager", bin, []string{"--kubeconfig", path, "--vault-namespace", shipped.Namespace,
+		"--leader-elect=false", "--health-probe-bind-address=0", "--metrics-bind-address=0"}, logPath)
+	must(t, err)
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("the previous manager did not stop within 30s")
+		if err := proc.Stop(30 * time.Second); err != nil {
+			t.Error(err)
 		}
 	}
 	t.Cleanup(func() {
 		stop()
 		if t.Failed() {
-			t.Logf("previous manager's log:\n%s", logs.String())
+			logs, _ := os.ReadFile(logPath)
+			t.Logf("previous manager's log:\n%s", logs)
 		}
 	})
 	return stop

@@ -1,4 +1,4 @@
-package harness
+package testenv
 
 import (
 	"context"
@@ -78,14 +78,17 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
-// Stop sends SIGTERM (after SIGCONT, in case it is stopped), waits up to timeout, then kills.
-func (p *Proc) Stop(timeout time.Duration) {
+// Stop sends SIGTERM (after SIGCONT, in case it is stopped), waits up to timeout, then
+// kills it and says so.
+func (p *Proc) Stop(timeout time.Duration) error {
 	_ = p.Signal(syscall.SIGCONT)
 	_ = p.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		return nil
 	case <-time.After(timeout):
 		p.Kill()
+		return fmt.Errorf("%s did not stop within %s of SIGTERM and was killed", p.Name, timeout)
 	}
 }
 
