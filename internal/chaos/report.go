@@ -99,6 +99,7 @@ func (r *Result) Markdown(command string) string {
 	}
 	if s := r.Soak; s != nil {
 		w("| soak | %d jobs, access-token TTL %s, manager SIGKILLed every %s and restarted at once | %d kills in %s | | |", s.Jobs, o.SoakTTL, o.KillEvery, s.Kills, s.Duration.Round(time.Second))
+		w("| soak | Before the first kill: every job created at once, until each had rotated once (%s): deadline misses of that wave | %d | | |", s.WaveSettle.Round(100*time.Millisecond), s.WaveMisses)
 		common("soak", s.Common, true)
 	}
 	if x := r.Outage; x != nil {

@@ -10,7 +10,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -48,6 +47,7 @@ type tracked struct {
 	exp      time.Time
 	since    time.Time
 	missed   bool
+	miss     int // index in Tracker.misses of this revision's miss, while missed
 	expiredF bool
 	revs     int
 }
@@ -65,7 +65,10 @@ type Miss struct {
 // start with nsPrefix. budget is the ImportJobs' propagation budget.
 func NewTracker(ctx context.Context, cs kubernetes.Interface, budget time.Duration, nsPrefix string) (*Tracker, error) {
 	t := &Tracker{budget: budget, nsPrefix: nsPrefix, jobs: map[string]*tracked{}}
-	sel := labels.SelectorFromSet(labels.Set{jobtokenv1alpha1.LabelManagedBy: jobtokenv1alpha1.ManagedByValue}).String()
+	// Only the worker Secrets and Jobs, as a kubelet and the job controller see them:
+	// the stored chains change twice per rotation and are none of the tracker's business.
+	sel := jobtokenv1alpha1.LabelManagedBy + "=" + jobtokenv1alpha1.ManagedByValue + "," +
+		jobtokenv1alpha1.LabelRole + " in (" + jobtokenv1alpha1.RoleWorker + "," + jobtokenv1alpha1.RoleWorkerToken + ")"
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = sel
 	}))
@@ -156,22 +159,13 @@ func (t *Tracker) onSecret(o any) {
 			if !tr.missed {
 				t.misses = append(t.misses, Miss{Key: key, Deadline: deadline, Late: now.Sub(deadline)})
 			} else {
-				t.updateLate(key, deadline, now.Sub(deadline))
+				t.misses[tr.miss].Late = now.Sub(deadline)
 			}
 		}
 	}
 	tr.rev, tr.exp, tr.since, tr.missed, tr.expiredF = rev, exp, now, false, false
 	tr.revs++
 	t.checkReady(tr, now)
-}
-
-func (t *Tracker) updateLate(key string, deadline time.Time, late time.Duration) {
-	for i := len(t.misses) - 1; i >= 0; i-- {
-		if t.misses[i].Key == key && t.misses[i].Deadline.Equal(deadline) {
-			t.misses[i].Late = late
-			return
-		}
-	}
 }
 
 func (t *Tracker) checkReady(tr *tracked, now time.Time) {
@@ -195,10 +189,12 @@ func (t *Tracker) scan(ctx context.Context) {
 					continue
 				}
 				if deadline := tr.exp.Add(-t.budget); !tr.missed && now.After(deadline) {
-					tr.missed = true
+					tr.missed, tr.miss = true, len(t.misses)
 					t.misses = append(t.misses, Miss{Key: key, Deadline: deadline, Late: now.Sub(deadline)})
 				} else if tr.missed {
-					t.updateLate(key, deadline, now.Sub(deadline))
+					// An index, not a search of the misses: with thousands of jobs late,
+					// a search per job and tick took more CPU than the operator.
+					t.misses[tr.miss].Late = now.Sub(deadline)
 				}
 				if !tr.expiredF && now.After(tr.exp) {
 					tr.expiredF = true
