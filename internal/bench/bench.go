@@ -232,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer mgr.Stop(20 * time.Second)
+	defer stopManager(mgr, say)
 	mc, err := harness.WaitManagerStats(ctx, statsFile, mgr, time.Minute)
 	if err != nil {
 		return nil, err
@@ -418,7 +418,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	if !o.SkipChurn {
-		mgr.Stop(20 * time.Second) // the phase's own manager is the only one serving its objects
+		stopManager(mgr, say) // the phase's own manager is the only one serving its objects
 		if res.Churn, err = runChurn(ctx, cl, iss.URL, o, say); err != nil {
 			return nil, err
 		}

@@ -118,7 +118,7 @@ func runChurn(ctx context.Context, cl *harness.Cluster, issuerURL string, o Opti
 	if err != nil {
 		return res, err
 	}
-	defer mgr.Stop(20 * time.Second)
+	defer stopManager(mgr, say)
 	mc, err := harness.WaitManagerStats(ctx, statsFile, mgr, time.Minute)
 	if err != nil {
 		return res, err
@@ -229,4 +229,12 @@ func runChurn(ctx context.Context, cl *harness.Cluster, issuerURL string, o Opti
 	res.Elapsed = time.Since(start)
 	say("  all deleted: heap %s after %s (%.3f of its start), RSS %s", mib(res.EndHeap), res.Settled.Round(time.Second), res.Ratio(), mib(res.EndRSS))
 	return res, nil
+}
+
+// stopManager stops a manager process of the run and says so when it had to be killed:
+// a manager that ignores SIGTERM is a finding, not a detail.
+func stopManager(p *testenv.Proc, say func(string, ...any)) {
+	if err := p.Stop(20 * time.Second); err != nil {
+		say("%v", err)
+	}
 }

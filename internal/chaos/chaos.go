@@ -272,7 +272,9 @@ func (r *runner) newScenario(ctx context.Context, name string, jobs int, ttl tim
 
 func (s *scenario) close() {
 	for _, p := range s.procs {
-		p.Stop(15 * time.Second)
+		if err := p.Stop(15 * time.Second); err != nil {
+			s.r.say("  %v", err)
+		}
 	}
 	s.stopTr()
 	_ = s.iss.Close()
@@ -716,7 +718,9 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 		}
 		switch action {
 		case "SIGTERM":
-			p.Stop(20 * time.Second)
+			if err := p.Stop(20 * time.Second); err != nil {
+				r.say("  %v", err)
+			}
 		case "SIGKILL":
 			p.Kill()
 		case "SIGSTOP":
