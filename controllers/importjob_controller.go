@@ -163,15 +163,18 @@ func (r *ImportJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			}
 			return
 		}
-		patch := client.MergeFrom(base)
-		if data, err := patch.Data(job); err == nil {
-			if string(data) == "{}" {
-				// Only sub-second precision differs (times are stored in whole seconds):
-				// the patch would carry nothing, so it is not sent (a write per rotation saved).
-				return
-			}
-			patch = client.RawPatch(types.MergePatchType, withResourceVersion(data, job.ResourceVersion)) // computed once
+		if data, err := client.MergeFrom(base).Data(job); err == nil && string(data) == "{}" {
+			// Only sub-second precision differs (times are stored in whole seconds):
+			// the patch would carry nothing, so it is not sent (a write per rotation saved).
+			return
 		}
+		// The patch is conditional on the ImportJob being the version this pass read or
+		// wrote last: a manager that lost its leadership while a pass was under way
+		// (frozen, then resumed) must not overwrite with its stale view the conditions its
+		// successor wrote (a Revoked=True was lost so). The conflict makes the pass start
+		// again from the current object.
+		base.SetResourceVersion(job.ResourceVersion)
+		patch := client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})
 		if err := r.Status().Patch(ctx, job, patch); err != nil && !apierrors.IsNotFound(err) {
 			reterr = kerrors.NewAggregate([]error{reterr, fmt.Errorf("patch status: %w", err)})
 		} else {
@@ -768,32 +771,6 @@ func isTerminal(job *jobtokenv1alpha1.ImportJob) bool {
 			meta.IsStatusConditionTrue(job.Status.Conditions, jobtokenv1alpha1.ConditionRevocationFailed)
 	}
 	return false
-}
-
-// withResourceVersion makes a status merge patch conditional on the ImportJob being the
-// version this pass read or wrote last: a manager that lost its leadership while a pass
-// was under way (frozen, then resumed) must not overwrite with its stale view the
-// conditions its successor wrote (a Revoked=True was lost so). The conflict makes the
-// pass start again from the current object.
-func withResourceVersion(patch []byte, resourceVersion string) []byte {
-	if resourceVersion == "" {
-		return patch
-	}
-	var m map[string]any
-	if err := json.Unmarshal(patch, &m); err != nil {
-		return patch
-	}
-	md, _ := m["metadata"].(map[string]any)
-	if md == nil {
-		md = map[string]any{}
-	}
-	md["resourceVersion"] = resourceVersion
-	m["metadata"] = md
-	out, err := json.Marshal(m)
-	if err != nil {
-		return patch
-	}
-	return out
 }
 
 func secretDataEqual(a, b map[string][]byte) bool {
