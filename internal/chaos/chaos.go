@@ -325,6 +325,12 @@ func (s *scenario) createJobs(ctx context.Context) error {
 	return nil
 }
 
+// everyJobRotatedSince tells whether every job of the scenario got a new token after at.
+func (s *scenario) everyJobRotatedSince(at time.Time) bool {
+	n, _ := s.tracker.RotatedSince(at)
+	return n >= s.n
+}
+
 // vaults lists the scenario's vault Secrets.
 func (s *scenario) vaults(ctx context.Context) ([]corev1.Secret, error) {
 	list := &corev1.SecretList{}
@@ -545,10 +551,7 @@ func (r *runner) soak(ctx context.Context) (*Soak, error) {
 	// apart (WaveMisses), and the soak begins once every job has rotated after it.
 	res := &Soak{}
 	readyAt := time.Now()
-	if err := testenv.Poll(ctx, 3*o.SoakTTL, 200*time.Millisecond, func() bool {
-		n, _ := s.tracker.RotatedSince(readyAt)
-		return n >= s.n
-	}); err != nil {
+	if err := testenv.Poll(ctx, 3*o.SoakTTL, 200*time.Millisecond, func() bool { return s.everyJobRotatedSince(readyAt) }); err != nil {
 		n, _ := s.tracker.RotatedSince(readyAt)
 		return nil, fmt.Errorf("only %d of %d jobs rotated within %s of the last first credential: %w", n, s.n, 3*o.SoakTTL, err)
 	}
@@ -647,8 +650,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	res.PeakRate = s.iss.PeakTokenRate(from, upAt)
 	r.say("  issuer back after %s: %.1f token requests per job during the outage (peak %d/s)", res.Outage.Round(time.Second), res.RequestsPerJob, res.PeakRate)
 	err = testenv.Poll(ctx, 5*time.Minute, 100*time.Millisecond, func() bool {
-		n, _ := s.tracker.RotatedSince(upAt)
-		return n >= o.OutageJobs && s.tracker.ValidCount(time.Now()) >= o.OutageJobs
+		return s.everyJobRotatedSince(upAt) && s.tracker.ValidCount(time.Now()) >= o.OutageJobs
 	})
 	res.RecoveredAll = err == nil
 	res.RecoveryTime = time.Since(upAt)
@@ -658,7 +660,7 @@ func (r *runner) outage(ctx context.Context) (*Outage, error) {
 	// the next rotation of every job (where a herd of recovered jobs would show), two
 	// token lifetimes at the most.
 	measuredFrom := upAt.Add(res.RecoveryTime)
-	_ = testenv.Poll(ctx, 2*o.OutageTTL, 200*time.Millisecond, func() bool { n, _ := s.tracker.RotatedSince(measuredFrom); return n >= o.OutageJobs })
+	_ = testenv.Poll(ctx, 2*o.OutageTTL, 200*time.Millisecond, func() bool { return s.everyJobRotatedSince(measuredFrom) })
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -757,7 +759,7 @@ func (r *runner) replicas(ctx context.Context) (*Replicas, error) {
 	// The window ends once every job holds a token received after the last disturbance,
 	// so that a rotation a failover delayed is in it; two token lifetimes at the most.
 	lastRound := time.Now()
-	_ = testenv.Poll(ctx, 2*o.ReplicaTTL, 200*time.Millisecond, func() bool { n, _ := s.tracker.RotatedSince(lastRound); return n >= o.ReplicaJobs })
+	_ = testenv.Poll(ctx, 2*o.ReplicaTTL, 200*time.Millisecond, func() bool { return s.everyJobRotatedSince(lastRound) })
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
